@@ -1,0 +1,154 @@
+"""Pretraining configuration as data: one dataclass, saved as model_dir/config.json."""
+
+import dataclasses
+import json
+import os
+from typing import Optional, Tuple
+
+import tensorflow as tf
+
+from cpc_tf import encoder as encoder_lib
+from cpc_tf import infonce
+from cpc_tf.data import PatchGrid
+
+CONFIG_FILE = "config.json"
+
+
+class ConfigError(ValueError):
+  """Settings that cannot work together, named in the message."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainConfig:
+  """Everything a pretraining run is; the flags of run_pretrain.py fill it."""
+  # Data.
+  dataset: str = "cifar10"
+  split: str = "train"
+  data_dir: Optional[str] = None
+  image_size: int = 32
+  patch_size: int = 8
+  patch_stride: int = 4
+  min_crop_area: float = 0.35
+  # Encoder f.
+  encoder: str = "resnet50"
+  encoder_width: int = 64
+  encoder_blocks: Tuple[int, ...] = ()
+  norm: str = "layer"
+  stem: str = "small"
+  # Context network g and the A.2 objective.
+  directions: int = 1
+  share_context: bool = False
+  context_dim: int = 256
+  target_dim: int = 64
+  emb_scale: float = 0.1
+  steps_to_ignore: int = 2
+  steps_to_predict: int = 3
+  negatives: str = "global"
+  # Optimisation.
+  batch_size: int = 32
+  learning_rate: float = 2e-4
+  warmup_steps: int = 0
+  train_steps: int = 1000
+  # Running.
+  model_dir: str = "/tmp/cpc_tf"
+  strategy: str = "default"
+  tpu: Optional[str] = None
+  checkpoint_every: int = 500
+  log_every: int = 100
+  seed: int = 0
+  deterministic: bool = False
+  jit_compile: bool = True
+
+  # Settings that define the trained variables: a checkpoint only fits a run
+  # that agrees on all of them.
+  MODEL_FIELDS = ("image_size", "patch_size", "patch_stride", "encoder",
+                  "encoder_width", "encoder_blocks", "norm", "stem",
+                  "directions", "share_context", "context_dim", "target_dim",
+                  "steps_to_ignore", "steps_to_predict")
+
+  @property
+  def grid(self) -> PatchGrid:
+    return PatchGrid(self.image_size, self.patch_size, self.patch_stride)
+
+  @property
+  def encoder_config(self) -> encoder_lib.EncoderConfig:
+    return encoder_lib.encoder_config(self.encoder, self.encoder_width,
+                                      self.encoder_blocks, self.norm, self.stem)
+
+  def objective(self) -> infonce.CPCObjective:
+    return infonce.CPCObjective(
+        directions=self.directions, target_dim=self.target_dim,
+        emb_scale=self.emb_scale, steps_to_ignore=self.steps_to_ignore,
+        steps_to_predict=self.steps_to_predict, context_dim=self.context_dim,
+        share_context=self.share_context, negatives=self.negatives)
+
+  def validate(self):
+    """Raises ConfigError naming the setting for anything that cannot work."""
+    try:
+      grid = self.grid.grid_size
+      self.encoder_config  # pylint: disable=pointless-statement
+    except ValueError as e:
+      raise ConfigError(str(e)) from None
+    if grid < self.steps_to_predict + 1:
+      raise ConfigError(
+          f"a {grid}x{grid} patch grid is too small to predict "
+          f"{self.steps_to_predict} rows ahead: need at least "
+          f"{self.steps_to_predict + 1} rows (lower steps_to_predict or use "
+          "more patches)")
+    if not 0 <= self.steps_to_ignore < self.steps_to_predict:
+      raise ConfigError("need 0 <= steps_to_ignore < steps_to_predict")
+    if self.directions not in infonce.DIRECTIONS:
+      raise ConfigError(f"directions must be one of {sorted(infonce.DIRECTIONS)}")
+    if self.negatives not in ("global", "local"):
+      raise ConfigError("negatives must be 'global' or 'local'")
+    if not 0 < self.min_crop_area <= 1:
+      raise ConfigError("min_crop_area must be in (0, 1]")
+    for name in ("batch_size", "train_steps", "checkpoint_every", "log_every",
+                 "encoder_width", "context_dim", "target_dim"):
+      if getattr(self, name) < 1:
+        raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+    if self.warmup_steps >= self.train_steps:
+      raise ConfigError(f"warmup_steps ({self.warmup_steps}) must be smaller "
+                        f"than train_steps ({self.train_steps})")
+
+  def to_json(self) -> str:
+    return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+  @classmethod
+  def from_json(cls, text: str) -> "PretrainConfig":
+    values = json.loads(text)
+    values["encoder_blocks"] = tuple(values.get("encoder_blocks", ()))
+    known = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def load_config(model_dir: str) -> Optional[PretrainConfig]:
+  path = os.path.join(model_dir, CONFIG_FILE)
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    return PretrainConfig.from_json(f.read())
+
+
+def save_config(config: PretrainConfig):
+  """Writes model_dir/config.json, refusing one that contradicts the saved one."""
+  saved = load_config(config.model_dir)
+  if saved is not None:
+    check_compatible(saved, config)
+  tf.io.gfile.makedirs(config.model_dir)
+  with tf.io.gfile.GFile(os.path.join(config.model_dir, CONFIG_FILE), "w") as f:
+    f.write(config.to_json())
+
+
+def check_compatible(saved: PretrainConfig, config: PretrainConfig):
+  """ConfigError naming each model setting where `config` differs from `saved`."""
+  differences = [
+      f"{name}: checkpoint has {getattr(saved, name)!r}, flags say "
+      f"{getattr(config, name)!r}"
+      for name in PretrainConfig.MODEL_FIELDS
+      if getattr(saved, name) != getattr(config, name)]
+  if differences:
+    raise ConfigError(
+        f"model_dir {config.model_dir} holds a different model; "
+        + "; ".join(differences)
+        + ". Use another --model_dir or the saved settings.")

@@ -1,0 +1,127 @@
+"""Input pipelines: dataset -> images -> (augmented) patch grids, per replica."""
+
+import dataclasses
+from typing import Optional
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from cpc_tf import patches as patches_lib
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+class DataError(ValueError):
+  """A dataset, split or data_dir that cannot be used."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PatchGrid:
+  """How an image becomes patches: the input size and the patch layout."""
+  image_size: int
+  patch_size: int
+  stride: int
+
+  @property
+  def grid_size(self) -> int:
+    return patches_lib.grid_size(self.image_size, self.patch_size, self.stride)
+
+
+def tfds_builder(name: str, data_dir: Optional[str]):
+  """The prepared TFDS builder for `name`, or a DataError saying what is wrong."""
+  if data_dir and not tf.io.gfile.exists(data_dir):
+    raise DataError(f"data_dir {data_dir!r} does not exist")
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+  except tfds.core.registered.DatasetNotFoundError as e:
+    raise DataError(f"unknown TFDS dataset {name!r}: {e}") from None
+  if not tf.io.gfile.exists(builder.data_dir):
+    raise DataError(
+        f"TFDS dataset {name!r} is not prepared under {builder.data_dir}: "
+        "prepare it first (no downloads happen here) or fix --data_dir")
+  return builder
+
+
+def num_examples(name: str, split: str, data_dir: Optional[str]) -> int:
+  builder = tfds_builder(name, data_dir)
+  try:
+    return builder.info.splits[split].num_examples
+  except (KeyError, ValueError) as e:
+    raise DataError(f"split {split!r} of {name!r} is not usable: {e}") from None
+
+
+def load_images(name: str, split: str, data_dir: Optional[str],
+                input_context: Optional[tf.distribute.InputContext] = None,
+                shuffle_files: bool = True, seed: Optional[int] = None
+                ) -> tf.data.Dataset:
+  """Dataset of {"image": uint8 [h, w, 3], "label": int64}, sharded per worker."""
+  builder = tfds_builder(name, data_dir)
+  read_config = tfds.ReadConfig(input_context=input_context,
+                                shuffle_seed=seed, interleave_cycle_length=4)
+  dataset = builder.as_dataset(split=split, shuffle_files=shuffle_files,
+                               read_config=read_config)
+  return dataset.map(_rgb, num_parallel_calls=AUTOTUNE)
+
+
+def _rgb(example):
+  image = example["image"]
+  if image.shape[-1] == 1:
+    image = tf.image.grayscale_to_rgb(image)
+  return {"image": image, "label": example.get("label", tf.constant(-1, tf.int64))}
+
+
+def random_crop_resize(image: tf.Tensor, size: int, min_area: float) -> tf.Tensor:
+  """A random crop covering [min_area, 1] of the image, resized to [size, size].
+
+  Returns float32 in [0, 1].
+  """
+  begin, crop_size, _ = tf.image.sample_distorted_bounding_box(
+      tf.shape(image), bounding_boxes=tf.zeros([1, 0, 4]),
+      min_object_covered=0.0, aspect_ratio_range=(3 / 4, 4 / 3),
+      area_range=(min_area, 1.0), max_attempts=20,
+      use_image_if_no_bounding_boxes=True)
+  crop = tf.slice(image, begin, crop_size)
+  crop = tf.image.resize(tf.image.convert_image_dtype(crop, tf.float32),
+                         [size, size], antialias=True)
+  return tf.ensure_shape(tf.clip_by_value(crop, 0.0, 1.0), [size, size, 3])
+
+
+def center_crop(image: tf.Tensor, size: int, crop_fraction: float = 0.875
+                ) -> tf.Tensor:
+  """Evaluation view: resize the short side to size / crop_fraction, then a
+  central [size, size] crop (images already at `size` are only converted).
+
+  Returns float32 in [0, 1].
+  """
+  image = tf.image.convert_image_dtype(image, tf.float32)
+  shape = tf.shape(image)
+  short = tf.cast(tf.minimum(shape[0], shape[1]), tf.float32)
+  scale = tf.cond(short <= size, lambda: size / short,
+                  lambda: size / crop_fraction / short)
+  new_size = tf.cast(tf.math.ceil(tf.cast(shape[:2], tf.float32) * scale), tf.int32)
+  image = tf.image.resize(image, new_size, antialias=True)
+  top = (new_size[0] - size) // 2
+  left = (new_size[1] - size) // 2
+  return tf.ensure_shape(
+      tf.clip_by_value(image[top:top + size, left:left + size], 0.0, 1.0),
+      [size, size, 3])
+
+
+def pretrain_dataset(name: str, split: str, data_dir: Optional[str],
+                     grid: PatchGrid, global_batch_size: int,
+                     min_crop_area: float = 0.35, seed: Optional[int] = None,
+                     input_context: Optional[tf.distribute.InputContext] = None
+                     ) -> tf.data.Dataset:
+  """Infinite dataset of [b, G, G, p, p, 3] patch grids, b the per-replica batch."""
+  batch_size = (input_context.get_per_replica_batch_size(global_batch_size)
+                if input_context else global_batch_size)
+
+  def to_patches(example):
+    image = random_crop_resize(example["image"], grid.image_size, min_crop_area)
+    return patches_lib.extract_patches(image[None], grid.patch_size,
+                                       grid.stride)[0]
+
+  dataset = load_images(name, split, data_dir, input_context, seed=seed)
+  dataset = dataset.repeat().shuffle(10 * batch_size, seed=seed)
+  dataset = dataset.map(to_patches, num_parallel_calls=AUTOTUNE)
+  return dataset.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)

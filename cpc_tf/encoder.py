@@ -1,0 +1,120 @@
+"""Encoder f: a pre-activation (v2) bottleneck ResNet ending in mean pooling.
+
+Section 4.1: LayerNorm replaces BatchNorm ("LN"); ResNet-161 keeps the first
+three stacks of ResNet-101 with the third converted to 46 blocks of 4096-d
+outputs and 512-d bottlenecks. The same code, with fewer blocks and a smaller
+width, gives the CPU-sized encoders.
+"""
+
+import dataclasses
+from typing import Sequence, Tuple
+
+import keras
+from keras import layers
+
+# Per stage: (blocks, bottleneck width, output width) for a base width of 64.
+PRESETS = {
+    "resnet50": ((3, 64, 256), (4, 128, 512), (6, 256, 1024), (3, 512, 2048)),
+    "resnet101": ((3, 64, 256), (4, 128, 512), (23, 256, 1024), (3, 512, 2048)),
+    "resnet161": ((3, 64, 256), (4, 128, 512), (46, 512, 4096)),
+}
+NORMS = ("layer", "batch", "none")
+STEMS = ("imagenet", "small")
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderConfig:
+  """What defines an encoder; `stages` holds (blocks, bottleneck, output)."""
+  stages: Tuple[Tuple[int, int, int], ...]
+  norm: str = "layer"
+  stem: str = "imagenet"
+
+  @property
+  def output_dim(self) -> int:
+    return self.stages[-1][2]
+
+
+def encoder_config(name: str, width: int = 64, blocks: Sequence[int] = (),
+                   norm: str = "layer", stem: str = "imagenet") -> EncoderConfig:
+  """A preset scaled to `width` (the first bottleneck; 64 in the paper).
+
+  `blocks`, if given, replaces the blocks per stage; fewer entries than the
+  preset has stages keeps only the first stages.
+  """
+  if name not in PRESETS:
+    raise ValueError(f"unknown encoder {name!r}; choose from {sorted(PRESETS)}")
+  if norm not in NORMS:
+    raise ValueError(f"unknown norm {norm!r}; choose from {NORMS}")
+  if stem not in STEMS:
+    raise ValueError(f"unknown stem {stem!r}; choose from {STEMS}")
+  preset = PRESETS[name]
+  blocks = tuple(blocks) or tuple(b for b, _, _ in preset)
+  if len(blocks) > len(preset) or min(blocks) < 1:
+    raise ValueError(f"encoder blocks {list(blocks)} do not fit {name}: give 1 to "
+                     f"{len(preset)} stages of at least one block")
+  stages = tuple((n, bottleneck * width // 64, out * width // 64)
+                 for n, (_, bottleneck, out) in zip(blocks, preset))
+  return EncoderConfig(stages=stages, norm=norm, stem=stem)
+
+
+def _norm(kind: str, name: str) -> layers.Layer:
+  if kind == "layer":
+    # LayerNorm over (H, W, C) of each patch with a per-channel scale and
+    # offset: the encoder stays independent of the other patches and images,
+    # and of the input size.
+    return layers.GroupNormalization(groups=1, epsilon=1e-5, name=name)
+  if kind == "batch":
+    return layers.BatchNormalization(epsilon=1e-5, name=name)
+  return layers.Identity(name=name)
+
+
+def _conv(filters, kernel, strides=1, name=None):
+  return layers.Conv2D(filters, kernel, strides=strides, padding="same",
+                       use_bias=False, name=name)
+
+
+def _bottleneck(x, bottleneck, output, strides, norm, name):
+  """Pre-activation bottleneck block (He et al. 2016, "v2")."""
+  preact = layers.ReLU(name=f"{name}_preact_relu")(
+      _norm(norm, f"{name}_preact_norm")(x))
+  if strides != 1 or x.shape[-1] != output:
+    shortcut = _conv(output, 1, strides, name=f"{name}_shortcut")(preact)
+  else:
+    shortcut = x
+  y = _conv(bottleneck, 1, name=f"{name}_conv1")(preact)
+  y = layers.ReLU(name=f"{name}_relu1")(_norm(norm, f"{name}_norm1")(y))
+  y = _conv(bottleneck, 3, strides, name=f"{name}_conv2")(y)
+  y = layers.ReLU(name=f"{name}_relu2")(_norm(norm, f"{name}_norm2")(y))
+  y = _conv(output, 1, name=f"{name}_conv3")(y)
+  return layers.Add(name=f"{name}_add")([shortcut, y])
+
+
+def feature_maps(config: EncoderConfig, name: str = "encoder") -> keras.Model:
+  """Fully convolutional trunk: [N, h, w, 3] in [0, 1] -> one map per stage.
+
+  Used on patches for CPC and on whole images for detection.
+  """
+  images = keras.Input(shape=(None, None, 3), name="images")
+  x = layers.Rescaling(2.0, offset=-1.0, name="to_signed")(images)
+  if config.stem == "imagenet":
+    x = _conv(config.stages[0][1], 7, 2, name="stem_conv")(x)
+    x = layers.MaxPooling2D(3, 2, padding="same", name="stem_pool")(x)
+  else:
+    x = _conv(config.stages[0][1], 3, 1, name="stem_conv")(x)
+  maps = []
+  for s, (blocks, bottleneck, output) in enumerate(config.stages):
+    for b in range(blocks):
+      strides = 2 if (s > 0 and b == 0) else 1
+      x = _bottleneck(x, bottleneck, output, strides, config.norm,
+                      name=f"stage{s + 1}_block{b + 1}")
+    maps.append(x)
+  # The last stage ends with the final pre-activation norm and ReLU.
+  maps[-1] = layers.ReLU(name="final_relu")(_norm(config.norm, "final_norm")(x))
+  return keras.Model(images, maps, name=name)
+
+
+def build_encoder(config: EncoderConfig, name: str = "encoder") -> keras.Model:
+  """f: [N, p, p, 3] in [0, 1] -> [N, D], mean-pooled over the last map."""
+  trunk = feature_maps(config, name=f"{name}_trunk")
+  latents = layers.GlobalAveragePooling2D(name="mean_pool")(trunk.outputs[-1])
+  return keras.Model(trunk.inputs, latents, name=name)

@@ -1,0 +1,149 @@
+r"""CPC v2 pretraining (Hénaff et al., Section 2.1 and Appendix A.2).
+
+  python run_pretrain.py --flagfile=flags/smoke.cfg --model_dir=/tmp/cpc_smoke
+
+Running the same command again resumes from the newest checkpoint in
+--model_dir. TensorBoard: tensorboard --logdir=<model_dir>.
+"""
+
+import math
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+
+from cpc_tf import checkpoints
+from cpc_tf import config as config_lib
+from cpc_tf import data
+from cpc_tf import distribute
+from cpc_tf import encoder
+from cpc_tf import infonce
+from cpc_tf import pretrain
+
+D = config_lib.PretrainConfig()
+
+# Data.
+flags.DEFINE_string("dataset", D.dataset, "TFDS dataset name, e.g. cifar10.")
+flags.DEFINE_string("split", D.split, "TFDS split to pretrain on (slicing "
+                    "such as train[:10%] works).")
+flags.DEFINE_string("data_dir", D.data_dir, "TFDS data directory (default: "
+                    "TFDS_DATA_DIR or ~/tensorflow_datasets). May be gs://.")
+flags.DEFINE_integer("image_size", D.image_size, "Side of the square input "
+                     "image the patch grid is cut from (paper: 240).")
+flags.DEFINE_integer("patch_size", D.patch_size, "Side of each square patch "
+                     "(paper: 80).")
+flags.DEFINE_integer("patch_stride", D.patch_stride, "Stride between patches "
+                     "(paper: 32); patches overlap when smaller than "
+                     "patch_size.")
+flags.DEFINE_float("min_crop_area", D.min_crop_area, "Smallest fraction of the "
+                   "image area kept by the random crop before resizing.")
+# Encoder.
+flags.DEFINE_enum("encoder", D.encoder, sorted(encoder.PRESETS),
+                  "Encoder architecture: pre-activation bottleneck ResNet.")
+flags.DEFINE_integer("encoder_width", D.encoder_width, "Width of the first "
+                     "bottleneck (64 in the paper); all stages scale with it.")
+flags.DEFINE_list("encoder_blocks", list(map(str, D.encoder_blocks)),
+                  "Blocks per stage, e.g. 1,1,1 (default: the preset's; "
+                  "fewer entries keep only the first stages).")
+flags.DEFINE_enum("norm", D.norm, encoder.NORMS, "Normalisation in the "
+                  "encoder: layer (CPC v2), batch or none (ablation).")
+flags.DEFINE_enum("stem", D.stem, encoder.STEMS, "imagenet: 7x7/2 conv and "
+                  "max-pool (for 64-80px patches); small: one 3x3/1 conv (for "
+                  "8-16px patches).")
+# Context network and objective.
+flags.DEFINE_enum("directions", str(D.directions),
+                  [str(d) for d in infonce.DIRECTIONS],
+                  "Prediction directions: 1 top-down (CPC v1), 2 adds "
+                  "bottom-up, 4 adds left-to-right and right-to-left.")
+flags.DEFINE_bool("share_context", D.share_context, "One context network for "
+                  "all directions instead of one per direction (predictions "
+                  "are always per direction).")
+flags.DEFINE_integer("context_dim", D.context_dim, "Hidden width of the "
+                     "masked context network (A.2: 256).")
+flags.DEFINE_integer("target_dim", D.target_dim, "Dimension of targets and "
+                     "predictions (A.2: 64).")
+flags.DEFINE_float("emb_scale", D.emb_scale, "Scale of the predictions "
+                   "before the dot product (A.2: 0.1).")
+flags.DEFINE_integer("steps_to_ignore", D.steps_to_ignore, "A.2: offsets "
+                     "i in [steps_to_ignore, steps_to_predict) predict the "
+                     "row i+1 below.")
+flags.DEFINE_integer("steps_to_predict", D.steps_to_predict, "See "
+                     "steps_to_ignore.")
+flags.DEFINE_enum("negatives", D.negatives, ["global", "local"], "global: "
+                  "score each prediction against the targets of the whole "
+                  "global batch; local: only its replica's.")
+# Optimisation.
+flags.DEFINE_integer("batch_size", D.batch_size, "Global batch size (images), "
+                     "split evenly over replicas.")
+flags.DEFINE_float("learning_rate", D.learning_rate, "Peak Adam learning rate.")
+flags.DEFINE_integer("warmup_steps", D.warmup_steps, "Linear warm-up steps "
+                     "before the cosine decay.")
+flags.DEFINE_integer("train_steps", D.train_steps, "Total optimizer steps.")
+flags.DEFINE_float("train_epochs", None, "If set, overrides train_steps: "
+                   "epochs over the split at batch_size.")
+# Running.
+flags.DEFINE_string("model_dir", D.model_dir, "Checkpoints, TensorBoard "
+                    "events and config.json go here (may be gs://).")
+flags.DEFINE_enum("strategy", D.strategy, distribute.STRATEGIES,
+                  "tf.distribute strategy.")
+flags.DEFINE_string("tpu", D.tpu, "TPU name or grpc:// address for "
+                    "--strategy=tpu ('' for the local TPU).")
+flags.DEFINE_integer("checkpoint_every", D.checkpoint_every, "Save a "
+                     "checkpoint every this many steps (and at the end).")
+flags.DEFINE_integer("log_every", D.log_every, "Log metrics to TensorBoard "
+                     "and reset them every this many steps.")
+flags.DEFINE_integer("seed", D.seed, "Random seed.")
+flags.DEFINE_bool("deterministic", D.deterministic, "Deterministic ops and "
+                  "input order (slower), for reproducible runs.")
+flags.DEFINE_bool("jit_compile", D.jit_compile, "Compile the train step with "
+                  "XLA (much faster on CPU for small patches).")
+
+FLAGS = flags.FLAGS
+
+
+def config_from_flags() -> config_lib.PretrainConfig:
+  """The run's configuration; train_epochs is turned into train_steps."""
+  train_steps = FLAGS.train_steps
+  if FLAGS.train_epochs is not None:
+    examples = data.num_examples(FLAGS.dataset, FLAGS.split, FLAGS.data_dir)
+    train_steps = math.ceil(FLAGS.train_epochs * examples / FLAGS.batch_size)
+  try:
+    blocks = tuple(int(b) for b in FLAGS.encoder_blocks)
+  except ValueError:
+    raise config_lib.ConfigError(
+        f"--encoder_blocks must be integers, got {FLAGS.encoder_blocks}") from None
+  return config_lib.PretrainConfig(
+      dataset=FLAGS.dataset, split=FLAGS.split, data_dir=FLAGS.data_dir,
+      image_size=FLAGS.image_size, patch_size=FLAGS.patch_size,
+      patch_stride=FLAGS.patch_stride, min_crop_area=FLAGS.min_crop_area,
+      encoder=FLAGS.encoder, encoder_width=FLAGS.encoder_width,
+      encoder_blocks=blocks, norm=FLAGS.norm, stem=FLAGS.stem,
+      directions=int(FLAGS.directions), share_context=FLAGS.share_context,
+      context_dim=FLAGS.context_dim, target_dim=FLAGS.target_dim,
+      emb_scale=FLAGS.emb_scale, steps_to_ignore=FLAGS.steps_to_ignore,
+      steps_to_predict=FLAGS.steps_to_predict, negatives=FLAGS.negatives,
+      batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
+      warmup_steps=FLAGS.warmup_steps, train_steps=train_steps,
+      model_dir=FLAGS.model_dir, strategy=FLAGS.strategy, tpu=FLAGS.tpu,
+      checkpoint_every=FLAGS.checkpoint_every, log_every=FLAGS.log_every,
+      seed=FLAGS.seed, deterministic=FLAGS.deterministic,
+      jit_compile=FLAGS.jit_compile)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  try:
+    config = config_from_flags()
+    config.validate()
+    pretrain.pretrain(config)
+  except (config_lib.ConfigError, data.DataError,
+          checkpoints.NonFiniteLossError) as e:
+    sys.exit(f"run_pretrain.py: error: {e}")
+
+
+if __name__ == "__main__":
+  app.run(main)
