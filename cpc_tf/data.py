@@ -107,6 +107,18 @@ def center_crop(image: tf.Tensor, size: int, crop_fraction: float = 0.875
       [size, size, 3])
 
 
+def image_to_patches(image: tf.Tensor, grid: PatchGrid, train: bool,
+                     min_crop_area: float) -> tf.Tensor:
+  """uint8 [h, w, 3] -> float [G, G, p, p, 3]: the training view (random
+  crop-resize) or the evaluation view (centre crop), cut into patches."""
+  if train:
+    image = random_crop_resize(image, grid.image_size, min_crop_area)
+  else:
+    image = center_crop(image, grid.image_size)
+  return patches_lib.extract_patches(image[None], grid.patch_size,
+                                     grid.stride)[0]
+
+
 def pretrain_dataset(name: str, split: str, data_dir: Optional[str],
                      grid: PatchGrid, global_batch_size: int,
                      min_crop_area: float = 0.35, seed: Optional[int] = None,
@@ -117,11 +129,36 @@ def pretrain_dataset(name: str, split: str, data_dir: Optional[str],
                 if input_context else global_batch_size)
 
   def to_patches(example):
-    image = random_crop_resize(example["image"], grid.image_size, min_crop_area)
-    return patches_lib.extract_patches(image[None], grid.patch_size,
-                                       grid.stride)[0]
+    return image_to_patches(example["image"], grid, True, min_crop_area)
 
   dataset = load_images(name, split, data_dir, input_context, seed=seed)
   dataset = dataset.repeat().shuffle(10 * batch_size, seed=seed)
   dataset = dataset.map(to_patches, num_parallel_calls=AUTOTUNE)
   return dataset.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+
+
+def num_classes(name: str, data_dir: Optional[str]) -> int:
+  features = tfds_builder(name, data_dir).info.features
+  if "label" not in features:
+    raise DataError(f"TFDS dataset {name!r} has no 'label' feature to classify")
+  return features["label"].num_classes
+
+
+def classification_dataset(name: str, split: str, data_dir: Optional[str],
+                           grid: PatchGrid, batch_size: int, train: bool,
+                           min_crop_area: float = 0.35,
+                           seed: Optional[int] = None) -> tf.data.Dataset:
+  """(patches [b, G, G, p, p, 3], label) batches.
+
+  train: the pretraining augmentation, shuffled and repeated forever;
+  otherwise one pass over a single centre crop per image.
+  """
+  def to_patches(example):
+    patches = image_to_patches(example["image"], grid, train, min_crop_area)
+    return patches, example["label"]
+
+  dataset = load_images(name, split, data_dir, shuffle_files=train, seed=seed)
+  if train:
+    dataset = dataset.repeat().shuffle(10 * batch_size, seed=seed)
+  dataset = dataset.map(to_patches, num_parallel_calls=AUTOTUNE)
+  return dataset.batch(batch_size, drop_remainder=train).prefetch(AUTOTUNE)

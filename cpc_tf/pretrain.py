@@ -86,6 +86,6 @@ def pretrain(config: config_lib.PretrainConfig) -> CPCModel:
   epochs, rest = divmod(remaining, config.log_every)
   for steps, count in ((config.log_every, epochs), (rest, 1 if rest else 0)):
     if count:
-      model.fit(dataset, epochs=count, steps_per_epoch=steps,
+      model.fit(dataset, epochs=count, steps_per_epoch=steps, shuffle=False,
                 callbacks=callbacks, verbose=1)
   return model

@@ -1,0 +1,103 @@
+r"""Speed and peak memory of one CPC training step, with and without XLA.
+
+  python bench/pretrain_step.py --out=bench/pretrain_step.json
+
+Each (configuration, jit) pair runs in its own process so that its peak
+resident memory (ru_maxrss) is its own. Synthetic patches are fed from memory:
+this measures the model's step, not the input pipeline
+(bench/input_pipeline.py does that).
+"""
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # pylint: disable=g-import-not-at-top
+import tensorflow as tf
+from absl import app
+from absl import flags
+
+import run_pretrain  # defines the pretraining flags the cases set
+from cpc_tf import pretrain
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CASES = {
+    "smoke": ["--flagfile=flags/smoke.cfg"],
+    "cifar10_cpu": ["--flagfile=flags/cifar10_cpu.cfg"],
+    "resnet50_64px_batch4": [
+        "--flagfile=flags/resnet50_imagenet.cfg", "--image_size=256",
+        "--patch_size=64", "--patch_stride=32", "--batch_size=4",
+        "--strategy=default"],
+}
+
+flags.DEFINE_list("cases", list(CASES), f"Configurations, from {list(CASES)}.")
+flags.DEFINE_integer("steps", 5, "Timed steps per configuration.")
+flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing, compiling).")
+flags.DEFINE_string("out", "bench/pretrain_step.json", "JSON results file.")
+flags.DEFINE_string("one", None, "Internal: measure the configuration given "
+                    "by the other flags in this process, under this name.")
+
+
+def measure(case: str, steps: int, warmup: int) -> dict:
+  """Images/s, patches/s and peak RSS of `steps` training steps."""
+  config = run_pretrain.config_from_flags()
+  config.validate()
+  grid = config.grid
+  model = pretrain.build_model(config)
+  shape = [config.batch_size, grid.grid_size, grid.grid_size,
+           grid.patch_size, grid.patch_size, 3]
+  batch = tf.constant(np.random.default_rng(0).random(shape, np.float32))
+  dataset = tf.data.Dataset.from_tensors(batch).repeat()
+  model.fit(dataset, epochs=1, steps_per_epoch=warmup, verbose=0)
+  start = time.perf_counter()
+  model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0)
+  seconds = (time.perf_counter() - start) / steps
+  patches = config.batch_size * grid.grid_size ** 2
+  return {
+      "case": case, "jit_compile": config.jit_compile, "batch_size": config.batch_size,
+      "grid": grid.grid_size, "patch_size": grid.patch_size,
+      "encoder_params": model.encoder.count_params(),
+      "seconds_per_step": seconds,
+      "images_per_second": config.batch_size / seconds,
+      "patches_per_second": patches / seconds,
+      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+  }
+
+
+def main(argv):
+  del argv
+  if flags.FLAGS.one:
+    print(json.dumps(measure(flags.FLAGS.one, flags.FLAGS.steps,
+                             flags.FLAGS.warmup)))
+    return
+  results = []
+  for case in flags.FLAGS.cases:
+    for jit in (False, True):
+      proc = subprocess.run(
+          [sys.executable, __file__, f"--one={case}", *CASES[case],
+           f"--jit_compile={jit}", f"--steps={flags.FLAGS.steps}",
+           f"--warmup={flags.FLAGS.warmup}"],
+          cwd=REPO, capture_output=True, text=True, check=False)
+      if proc.returncode:
+        result = {"case": case, "jit_compile": jit,
+                  "error": proc.stderr.strip().splitlines()[-1:]}
+      else:
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+      print(json.dumps(result), flush=True)
+      results.append(result)
+  report = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+            "results": results}
+  with open(os.path.join(REPO, flags.FLAGS.out), "w") as f:
+    json.dump(report, f, indent=2)
+  print(f"wrote {flags.FLAGS.out}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,103 @@
+r"""Evaluation of a pretrained CPC encoder (Section 2.2, Appendix A.3).
+
+  python run_eval.py --mode=linear --model_dir=/tmp/cpc_tf_smoke
+
+--mode=linear: the encoder frozen; batch norm without scale, a 1x1 conv to
+one logit per class at every grid cell, spatial mean of the logits (A.3);
+Adam at 5e-4. Training uses the pretraining augmentation, the test a single
+centre crop. Top-1/top-5 on the test split are printed and appended as one
+JSON line to <model_dir>/results.jsonl.
+"""
+
+import dataclasses
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
+import keras  # pylint: disable=g-import-not-at-top
+from absl import app
+from absl import flags
+
+from cpc_tf import classify
+from cpc_tf import config as config_lib
+from cpc_tf import data
+from cpc_tf import heads
+
+flags.DEFINE_enum("mode", "linear", ["linear"], "Evaluation protocol.")
+flags.DEFINE_string("model_dir", None, "Pretraining model_dir: its "
+                    "config.json and newest checkpoint are used.")
+flags.DEFINE_string("dataset", None, "TFDS dataset with labels (default: the "
+                    "pretraining dataset).")
+flags.DEFINE_string("data_dir", None, "TFDS data directory (default: the "
+                    "pretraining one, else TFDS_DATA_DIR).")
+flags.DEFINE_string("train_split", "train", "Split the head is trained on.")
+flags.DEFINE_string("test_split", "test", "Split accuracy is reported on.")
+flags.DEFINE_integer("batch_size", 64, "Batch size.")
+flags.DEFINE_float("learning_rate", 5e-4, "Adam learning rate (A.3: 5e-4).")
+flags.DEFINE_integer("train_steps", 1000, "Optimizer steps for the head.")
+flags.DEFINE_bool("random_init", False, "Use a randomly initialised encoder "
+                  "of the same architecture instead of the checkpoint (the "
+                  "baseline the pretrained features must beat).")
+flags.DEFINE_integer("seed", 0, "Random seed.")
+flags.mark_flag_as_required("model_dir")
+
+FLAGS = flags.FLAGS
+
+
+def evaluate_linear() -> dict:
+  """Trains the A.3 linear head and returns the test metrics record."""
+  clock = classify.WallClock()
+  config = config_lib.load_config(FLAGS.model_dir)
+  if config is None:
+    raise config_lib.ConfigError(
+        f"no {config_lib.CONFIG_FILE} in --model_dir={FLAGS.model_dir}: "
+        "is it a run_pretrain.py model_dir?")
+  config = dataclasses.replace(config, model_dir=FLAGS.model_dir)
+  dataset = FLAGS.dataset or config.dataset
+  data_dir = FLAGS.data_dir or config.data_dir
+  classes = data.num_classes(dataset, data_dir)
+  for split in (FLAGS.train_split, FLAGS.test_split):
+    data.num_examples(dataset, split, data_dir)
+  keras.utils.set_random_seed(FLAGS.seed)
+
+  encoder = classify.restore_encoder(config, FLAGS.random_init)
+  model = classify.PatchClassifier(encoder, heads.linear_head(classes))
+  classify.compile_classifier(model, FLAGS.learning_rate)
+  train = data.classification_dataset(
+      dataset, FLAGS.train_split, data_dir, config.grid, FLAGS.batch_size,
+      train=True, min_crop_area=config.min_crop_area, seed=FLAGS.seed)
+  test = data.classification_dataset(
+      dataset, FLAGS.test_split, data_dir, config.grid, FLAGS.batch_size,
+      train=False)
+  model.fit(train, epochs=1, steps_per_epoch=FLAGS.train_steps, shuffle=False,
+            verbose=2)
+  metrics = model.evaluate(test, return_dict=True, verbose=0)
+  return {
+      "mode": "linear", "random_init": FLAGS.random_init,
+      "dataset": dataset, "train_split": FLAGS.train_split,
+      "test_split": FLAGS.test_split, "steps": FLAGS.train_steps,
+      "batch_size": FLAGS.batch_size, "learning_rate": FLAGS.learning_rate,
+      "seed": FLAGS.seed, "wall_seconds": round(clock.seconds(), 1),
+      "pretrain_config": dataclasses.asdict(config),
+      "test_top1": metrics["top1"], "test_top5": metrics["top5"],
+      "test_loss": metrics["loss"],
+  }
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  try:
+    record = evaluate_linear()
+  except (config_lib.ConfigError, data.DataError) as e:
+    sys.exit(f"run_eval.py: error: {e}")
+  path = classify.append_result(FLAGS.model_dir, record)
+  print(f"{record['mode']} probe{' (random encoder)' if FLAGS.random_init else ''}"
+        f" on {record['dataset']} {record['test_split']}: "
+        f"top-1 {record['test_top1']:.4f}, top-5 {record['test_top5']:.4f}")
+  print(f"Result appended to {path}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,94 @@
+"""The linear probe (A.3): frozen encoder restored from pretraining."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import REPO, TFDS_DIR
+from cpc_tf import classify
+from cpc_tf import config as config_lib
+from cpc_tf import data
+from cpc_tf import heads
+from cpc_tf import pretrain
+
+TINY = config_lib.PretrainConfig(
+    split="train[:64]", image_size=16, patch_size=8, patch_stride=4,
+    encoder_width=8, encoder_blocks=(1, 1), context_dim=8, target_dim=8,
+    steps_to_ignore=0, steps_to_predict=1, batch_size=8, train_steps=2,
+    checkpoint_every=2, log_every=2, jit_compile=False)
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+  model_dir = str(tmp_path_factory.mktemp("pretrained"))
+  config = dataclasses.replace(TINY, model_dir=model_dir,
+                               data_dir=TFDS_DIR)
+  model = pretrain.pretrain(config)
+  return config, model.encoder.get_weights()
+
+
+def test_restore_encoder_loads_the_pretrained_weights(pretrained):
+  config, weights = pretrained
+  restored = classify.restore_encoder(config).get_weights()
+  assert len(restored) == len(weights)
+  for a, b in zip(restored, weights):
+    np.testing.assert_array_equal(a, b)
+  random = classify.restore_encoder(config, random_init=True).get_weights()
+  assert any(not np.array_equal(a, b) for a, b in zip(random, weights)
+             if a.size > 1)
+
+
+def test_restore_without_checkpoint_is_a_clear_error(tmp_path):
+  with pytest.raises(config_lib.ConfigError, match="no checkpoint in"):
+    classify.restore_encoder(dataclasses.replace(TINY, model_dir=str(tmp_path)))
+
+
+def test_linear_probe_freezes_encoder_and_has_no_norm_scale(pretrained, tfds_dir):
+  config, weights = pretrained
+  model = classify.PatchClassifier(classify.restore_encoder(config),
+                                   heads.linear_head(10))
+  classify.compile_classifier(model, 5e-4)
+  train = data.classification_dataset("cifar10", "train[:64]", tfds_dir,
+                                      config.grid, 8, train=True)
+  model.fit(train, epochs=1, steps_per_epoch=3, verbose=0, shuffle=False)
+  for a, b in zip(model.encoder.get_weights(), weights):
+    np.testing.assert_array_equal(a, b)
+  norm = model.head.get_layer("norm")
+  assert norm.gamma is None and norm.beta is not None
+  assert {v.path for v in model.trainable_variables} == {
+      v.path for v in model.head.trainable_variables}
+
+
+def test_top1_top5_match_numpy():
+  rng = np.random.default_rng(0)
+  logits = rng.normal(size=(50, 10)).astype(np.float32)
+  labels = rng.integers(0, 10, size=50)
+  ranks = (logits > logits[np.arange(50), labels][:, None]).sum(axis=1)
+  top1, top5 = classify.accuracy_metrics()
+  top1.update_state(labels, logits)
+  top5.update_state(labels, logits)
+  assert float(top1.result()) == pytest.approx(np.mean(ranks == 0))
+  assert float(top5.result()) == pytest.approx(np.mean(ranks < 5))
+
+
+def test_run_eval_linear_appends_a_result(pretrained, tfds_dir):
+  config, _ = pretrained
+  env = dict(os.environ, TFDS_DATA_DIR=tfds_dir)
+  for extra in ([], ["--random_init"]):
+    result = subprocess.run(
+        [sys.executable, "run_eval.py", f"--model_dir={config.model_dir}",
+         "--train_split=train[:64]", "--test_split=test[:32]",
+         "--batch_size=8", "--train_steps=2", *extra],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "top-1" in result.stdout
+  with open(os.path.join(config.model_dir, classify.RESULTS_FILE)) as f:
+    records = [json.loads(line) for line in f]
+  assert [r["random_init"] for r in records] == [False, True]
+  assert all(0.0 <= r["test_top1"] <= r["test_top5"] <= 1.0 for r in records)

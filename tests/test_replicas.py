@@ -1,0 +1,76 @@
+"""One training step on 1 vs 2 replicas for the same global batch."""
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cpc_tf import config as config_lib
+from cpc_tf import pretrain
+
+CONFIG = config_lib.PretrainConfig(
+    image_size=16, patch_size=4, patch_stride=4, encoder_width=8,
+    encoder_blocks=(1, 1), context_dim=8, target_dim=8, directions=2,
+    steps_to_ignore=0, steps_to_predict=2, batch_size=8, learning_rate=1e-2,
+    train_steps=10, jit_compile=False)
+
+
+def one_step(strategy, initial_weights, patches, config=CONFIG):
+  """Loss and weights after one step. Plain SGD with rate 1 makes the update
+  the gradient itself: Adam's first step, lr * g / (|g| + eps), turns float
+  noise in gradients that are zero in theory (e.g. the target projection's
+  bias, to which the softmax is invariant) into visible differences."""
+  with strategy.scope():
+    model = pretrain.build_model(config)
+    model.compile(optimizer=keras.optimizers.SGD(1.0), jit_compile=False)
+  model.set_weights(initial_weights)
+  dataset = tf.data.Dataset.from_tensors(patches)
+  history = model.fit(dataset, epochs=1, steps_per_epoch=1, verbose=0)
+  return history.history["loss"][0], model.get_weights()
+
+
+def test_two_replicas_match_one_device():
+  devices = tf.config.list_logical_devices("CPU")
+  assert len(devices) >= 2, "conftest should give two logical CPUs"
+  tf.keras.utils.set_random_seed(0)
+  patches = np.random.default_rng(0).random(
+      (8, 4, 4, 4, 4, 3)).astype(np.float32)
+  initial = pretrain.build_model(CONFIG).get_weights()
+
+  single_loss, single_weights = one_step(
+      tf.distribute.OneDeviceStrategy("/cpu:0"), initial, patches)
+  mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  assert mirrored.num_replicas_in_sync == 2
+  mirrored_loss, mirrored_weights = one_step(mirrored, initial, patches)
+
+  assert mirrored_loss == pytest.approx(single_loss, rel=1e-5)
+  moved = 0
+  for before, a, b in zip(initial, single_weights, mirrored_weights):
+    np.testing.assert_allclose(a - before, b - before, rtol=1e-3, atol=1e-6)
+    moved += not np.allclose(before, a)
+  assert moved > len(initial) // 2   # the step did update the weights
+
+
+def test_local_negatives_differ_from_global_on_two_replicas():
+  """Sanity check of the comparison above: with per-replica negatives the
+  loss is lower (fewer negatives), so the equality is not automatic."""
+  patches = np.random.default_rng(1).random((8, 4, 4, 4, 4, 3)).astype(np.float32)
+  tf.keras.utils.set_random_seed(0)
+  initial = pretrain.build_model(CONFIG).get_weights()
+  mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  global_loss, _ = one_step(mirrored, initial, patches)
+  local_loss, _ = one_step(
+      mirrored, initial, patches,
+      dataclasses.replace(CONFIG, negatives="local"))
+  assert local_loss < global_loss - 0.1
+
+
+def test_batch_must_divide_over_replicas():
+  mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  config = dataclasses.replace(CONFIG, batch_size=7,
+                                          strategy="mirrored")
+  with pytest.raises(config_lib.ConfigError, match="batch_size 7 is not "
+                     "divisible by the 2 replicas"):
+    pretrain.check_replicas(config, mirrored)

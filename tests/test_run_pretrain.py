@@ -1,0 +1,97 @@
+"""run_pretrain.py end to end on the prepared CIFAR-10, and its errors."""
+
+import dataclasses
+import glob
+import os
+import subprocess
+import sys
+
+import pytest
+import tensorflow as tf
+
+from conftest import REPO
+from cpc_tf import config as config_lib
+from cpc_tf import data
+
+
+def run_pretrain(tfds_dir, *args):
+  env = dict(os.environ, TFDS_DATA_DIR=tfds_dir)
+  return subprocess.run(
+      [sys.executable, os.path.join(REPO, "run_pretrain.py"),
+       f"--flagfile={os.path.join(REPO, 'flags', 'smoke.cfg')}", *args],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def scalar_steps(event_dir, tag):
+  steps = []
+  for path in glob.glob(os.path.join(event_dir, "events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      steps += [event.step for v in event.summary.value if v.tag == tag]
+  return sorted(steps)
+
+
+def test_smoke_trains_checkpoints_and_resumes(tmp_path, tfds_dir):
+  model_dir = str(tmp_path / "run")
+  first = run_pretrain(tfds_dir, f"--model_dir={model_dir}", "--train_steps=6")
+  assert first.returncode == 0, first.stderr[-3000:]
+  assert "Resumed" not in first.stdout
+  checkpoints = os.path.join(model_dir, "checkpoints")
+  assert tf.train.latest_checkpoint(checkpoints).endswith("ckpt-6")
+  assert scalar_steps(os.path.join(model_dir, "train"), "loss") == [3, 6]
+  saved = config_lib.load_config(model_dir)
+  assert saved.directions == 2 and saved.train_steps == 6
+
+  second = run_pretrain(tfds_dir, f"--model_dir={model_dir}", "--train_steps=9")
+  assert second.returncode == 0, second.stderr[-3000:]
+  assert "Resumed from step 6" in second.stdout
+  assert tf.train.latest_checkpoint(checkpoints).endswith("ckpt-9")
+  assert scalar_steps(os.path.join(model_dir, "train"), "loss") == [3, 6, 9]
+
+  # A different model in the same model_dir is refused, naming the setting.
+  third = run_pretrain(tfds_dir, f"--model_dir={model_dir}", "--directions=4")
+  assert third.returncode != 0
+  assert "directions: checkpoint has 2, flags say 4" in third.stderr
+  assert "Traceback" not in third.stderr
+
+
+@pytest.mark.parametrize("flag,message", [
+    ("--patch_size=40", "patch_size 40 is larger than the image size 32"),
+    ("--dataset=no_such_dataset", "unknown TFDS dataset 'no_such_dataset'"),
+])
+def test_bad_flags_give_one_line_errors(tmp_path, tfds_dir, flag, message):
+  result = run_pretrain(tfds_dir, f"--model_dir={tmp_path}", flag)
+  assert result.returncode != 0
+  assert message in result.stderr
+  assert "Traceback" not in result.stderr
+  assert not os.path.exists(os.path.join(tmp_path, "checkpoints"))
+
+
+def test_unknown_encoder_is_a_flag_error(tmp_path, tfds_dir):
+  result = run_pretrain(tfds_dir, f"--model_dir={tmp_path}", "--encoder=vgg")
+  assert result.returncode != 0
+  assert "--encoder" in result.stderr and "vgg" in result.stderr
+  assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("changes,message", [
+    (dict(steps_to_predict=5, patch_stride=8), "4x4 patch grid is too small"),
+    (dict(patch_stride=5), "do not tile"),
+    (dict(warmup_steps=2000), "warmup_steps (2000) must be smaller"),
+    (dict(min_crop_area=0.0), "min_crop_area"),
+    (dict(batch_size=0), "batch_size must be positive"),
+])
+def test_config_validation(changes, message):
+  config = dataclasses.replace(config_lib.PretrainConfig(), **changes)
+  with pytest.raises(config_lib.ConfigError, match=message.replace("(", r"\(")
+                     .replace(")", r"\)")):
+    config.validate()
+
+
+def test_missing_data_dir_and_split(tmp_path, tfds_dir):
+  with pytest.raises(data.DataError, match="does not exist"):
+    data.num_examples("cifar10", "train", str(tmp_path / "nowhere"))
+  with pytest.raises(data.DataError, match="is not prepared"):
+    data.num_examples("mnist", "train", tfds_dir)
+  with pytest.raises(data.DataError, match="split 'valid'"):
+    data.num_examples("cifar10", "valid", tfds_dir)
+  assert data.num_examples("cifar10", "train[:1%]", tfds_dir) == 500
