@@ -66,7 +66,8 @@ def evaluate_linear() -> dict:
   classify.compile_classifier(model, FLAGS.learning_rate)
   train = data.classification_dataset(
       dataset, FLAGS.train_split, data_dir, config.grid, FLAGS.batch_size,
-      train=True, min_crop_area=config.min_crop_area, seed=FLAGS.seed)
+      train=True, min_crop_area=config.min_crop_area, augment=config.augment,
+      seed=FLAGS.seed)
   test = data.classification_dataset(
       dataset, FLAGS.test_split, data_dir, config.grid, FLAGS.batch_size,
       train=False)

@@ -40,6 +40,20 @@ flags.DEFINE_integer("patch_stride", D.patch_stride, "Stride between patches "
                      "patch_size.")
 flags.DEFINE_float("min_crop_area", D.min_crop_area, "Smallest fraction of the "
                    "image area kept by the random crop before resizing.")
+# Per-patch augmentation, each on its own so the paper's ablation can be run.
+flags.DEFINE_integer("patch_jitter", D.patch_jitter, "Spatial jitter: each "
+                     "patch is a random (patch_size - patch_jitter)^2 crop "
+                     "of itself, resized back. 0 turns it off.")
+flags.DEFINE_bool("flip", D.flip, "Random horizontal flip of each patch.")
+flags.DEFINE_float("color_drop", D.color_drop, "Probability of dropping two "
+                   "of the three colour channels of a patch (RC in the paper, which "
+                   "always drops: 1.0).")
+flags.DEFINE_bool("pa_geometric", D.pa_geometric, "PA: random shear, "
+                  "rotation and translation of each patch.")
+flags.DEFINE_bool("pa_elastic", D.pa_elastic, "PA: random elastic "
+                  "deformation of each patch.")
+flags.DEFINE_bool("pa_color", D.pa_color, "PA: random brightness, "
+                  "contrast, saturation, hue and greyscale of each patch.")
 # Encoder.
 flags.DEFINE_enum("encoder", D.encoder, sorted(encoder.PRESETS),
                   "Encoder architecture: pre-activation bottleneck ResNet.")
@@ -119,6 +133,9 @@ def config_from_flags() -> config_lib.PretrainConfig:
       dataset=FLAGS.dataset, split=FLAGS.split, data_dir=FLAGS.data_dir,
       image_size=FLAGS.image_size, patch_size=FLAGS.patch_size,
       patch_stride=FLAGS.patch_stride, min_crop_area=FLAGS.min_crop_area,
+      patch_jitter=FLAGS.patch_jitter, flip=FLAGS.flip,
+      color_drop=FLAGS.color_drop, pa_geometric=FLAGS.pa_geometric,
+      pa_elastic=FLAGS.pa_elastic, pa_color=FLAGS.pa_color,
       encoder=FLAGS.encoder, encoder_width=FLAGS.encoder_width,
       encoder_blocks=blocks, norm=FLAGS.norm, stem=FLAGS.stem,
       directions=int(FLAGS.directions), share_context=FLAGS.share_context,

@@ -8,6 +8,7 @@ from typing import Optional, Tuple
 import tensorflow as tf
 
 from cpc_tf import encoder as encoder_lib
+from cpc_tf.augment import PatchAugment
 from cpc_tf import infonce
 from cpc_tf.data import PatchGrid
 
@@ -29,6 +30,13 @@ class PretrainConfig:
   patch_size: int = 8
   patch_stride: int = 4
   min_crop_area: float = 0.35
+  # Per-patch augmentation (Section 4.1).
+  patch_jitter: int = 0
+  flip: bool = False
+  color_drop: float = 0.0
+  pa_geometric: bool = False
+  pa_elastic: bool = False
+  pa_color: bool = False
   # Encoder f.
   encoder: str = "resnet50"
   encoder_width: int = 64
@@ -71,6 +79,13 @@ class PretrainConfig:
     return PatchGrid(self.image_size, self.patch_size, self.patch_stride)
 
   @property
+  def augment(self) -> PatchAugment:
+    return PatchAugment(
+        jitter=self.patch_jitter, flip=self.flip, color_drop=self.color_drop,
+        geometric=self.pa_geometric, elastic=self.pa_elastic,
+        color=self.pa_color)
+
+  @property
   def encoder_config(self) -> encoder_lib.EncoderConfig:
     return encoder_lib.encoder_config(self.encoder, self.encoder_width,
                                       self.encoder_blocks, self.norm, self.stem)
@@ -103,6 +118,11 @@ class PretrainConfig:
       raise ConfigError("negatives must be 'global' or 'local'")
     if not 0 < self.min_crop_area <= 1:
       raise ConfigError("min_crop_area must be in (0, 1]")
+    if not 0 <= self.patch_jitter < self.patch_size - 1:
+      raise ConfigError(f"patch_jitter must be in [0, patch_size - 1), got "
+                        f"{self.patch_jitter} for patch_size {self.patch_size}")
+    if not 0 <= self.color_drop <= 1:
+      raise ConfigError(f"color_drop is a probability, got {self.color_drop}")
     for name in ("batch_size", "train_steps", "checkpoint_every", "log_every",
                  "encoder_width", "context_dim", "target_dim"):
       if getattr(self, name) < 1:

@@ -6,6 +6,7 @@ from typing import Optional
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from cpc_tf import augment as augment_lib
 from cpc_tf import patches as patches_lib
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -119,12 +120,26 @@ def image_to_patches(image: tf.Tensor, grid: PatchGrid, train: bool,
                                      grid.stride)[0]
 
 
+def augment_batch(augment: augment_lib.PatchAugment):
+  """A map function: [b, G, G, p, p, 3] -> the same, each patch augmented."""
+  augmenter = augment_lib.PatchAugmenter(augment)
+
+  def augment_grids(grids):
+    shape = tf.shape(grids)
+    flat = tf.reshape(grids, tf.concat([[-1], shape[3:]], axis=0))
+    return tf.reshape(augmenter(flat), shape)
+  return augment_grids
+
+
 def pretrain_dataset(name: str, split: str, data_dir: Optional[str],
                      grid: PatchGrid, global_batch_size: int,
-                     min_crop_area: float = 0.35, seed: Optional[int] = None,
+                     min_crop_area: float = 0.35,
+                     augment: augment_lib.PatchAugment = augment_lib.PatchAugment(),
+                     seed: Optional[int] = None,
                      input_context: Optional[tf.distribute.InputContext] = None
                      ) -> tf.data.Dataset:
-  """Infinite dataset of [b, G, G, p, p, 3] patch grids, b the per-replica batch."""
+  """Infinite dataset of [b, G, G, p, p, 3] patch grids, b the per-replica
+  batch, each patch augmented on its own."""
   batch_size = (input_context.get_per_replica_batch_size(global_batch_size)
                 if input_context else global_batch_size)
 
@@ -134,7 +149,10 @@ def pretrain_dataset(name: str, split: str, data_dir: Optional[str],
   dataset = load_images(name, split, data_dir, input_context, seed=seed)
   dataset = dataset.repeat().shuffle(10 * batch_size, seed=seed)
   dataset = dataset.map(to_patches, num_parallel_calls=AUTOTUNE)
-  return dataset.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+  dataset = dataset.batch(batch_size, drop_remainder=True)
+  if augment.active:
+    dataset = dataset.map(augment_batch(augment), num_parallel_calls=AUTOTUNE)
+  return dataset.prefetch(AUTOTUNE)
 
 
 def num_classes(name: str, data_dir: Optional[str]) -> int:
@@ -147,6 +165,7 @@ def num_classes(name: str, data_dir: Optional[str]) -> int:
 def classification_dataset(name: str, split: str, data_dir: Optional[str],
                            grid: PatchGrid, batch_size: int, train: bool,
                            min_crop_area: float = 0.35,
+                           augment: augment_lib.PatchAugment = augment_lib.PatchAugment(),
                            seed: Optional[int] = None) -> tf.data.Dataset:
   """(patches [b, G, G, p, p, 3], label) batches.
 
@@ -161,4 +180,9 @@ def classification_dataset(name: str, split: str, data_dir: Optional[str],
   if train:
     dataset = dataset.repeat().shuffle(10 * batch_size, seed=seed)
   dataset = dataset.map(to_patches, num_parallel_calls=AUTOTUNE)
-  return dataset.batch(batch_size, drop_remainder=train).prefetch(AUTOTUNE)
+  dataset = dataset.batch(batch_size, drop_remainder=train)
+  if train and augment.active:
+    augment_grids = augment_batch(augment)
+    dataset = dataset.map(lambda grids, labels: (augment_grids(grids), labels),
+                          num_parallel_calls=AUTOTUNE)
+  return dataset.prefetch(AUTOTUNE)

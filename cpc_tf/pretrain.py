@@ -50,7 +50,7 @@ def distributed_dataset(config: config_lib.PretrainConfig,
   def dataset_fn(input_context):
     return data.pretrain_dataset(
         config.dataset, config.split, config.data_dir, config.grid,
-        config.batch_size, config.min_crop_area,
+        config.batch_size, config.min_crop_area, config.augment,
         seed=config.seed if config.deterministic else None,
         input_context=input_context)
   return strategy.distribute_datasets_from_function(dataset_fn)
