@@ -23,16 +23,25 @@ from cpc_tf import classify
 from cpc_tf import config as config_lib
 from cpc_tf import data
 from cpc_tf import heads
+from cpc_tf import sources
+from cpc_tf import subsets
 
 flags.DEFINE_enum("mode", "linear", ["linear"], "Evaluation protocol.")
 flags.DEFINE_string("model_dir", None, "Pretraining model_dir: its "
                     "config.json and newest checkpoint are used.")
-flags.DEFINE_string("dataset", None, "TFDS dataset with labels (default: the "
-                    "pretraining dataset).")
+flags.DEFINE_string("dataset", None, "Labelled TFDS dataset or folder:PATH "
+                    "of class subfolders (default: the pretraining dataset).")
 flags.DEFINE_string("data_dir", None, "TFDS data directory (default: the "
                     "pretraining one, else TFDS_DATA_DIR).")
 flags.DEFINE_string("train_split", "train", "Split the head is trained on.")
 flags.DEFINE_string("test_split", "test", "Split accuracy is reported on.")
+flags.DEFINE_float("label_fraction", 1.0, "Train on this class-balanced "
+                   "fraction of the labelled training images (e.g. 0.01, 0.1); "
+                   "nested and the same for the same seed.")
+flags.DEFINE_float("validation_fraction", 0.0, "Hold out this fraction of "
+                   "each class of the training split (disjoint from the "
+                   "labelled subset) and report accuracy on it; choose "
+                   "settings on it, not on the test split.")
 flags.DEFINE_integer("batch_size", 64, "Batch size.")
 flags.DEFINE_float("learning_rate", 5e-4, "Adam learning rate (A.3: 5e-4).")
 flags.DEFINE_integer("train_steps", 1000, "Optimizer steps for the head.")
@@ -56,9 +65,17 @@ def evaluate_linear() -> dict:
   config = dataclasses.replace(config, model_dir=FLAGS.model_dir)
   dataset = FLAGS.dataset or config.dataset
   data_dir = FLAGS.data_dir or config.data_dir
-  classes = data.num_classes(dataset, data_dir)
-  for split in (FLAGS.train_split, FLAGS.test_split):
-    data.num_examples(dataset, split, data_dir)
+  train_source = sources.get_source(dataset, FLAGS.train_split, data_dir)
+  sources.get_source(dataset, FLAGS.test_split, data_dir)
+  classes = train_source.num_classes
+  if classes < 2:
+    raise sources.DataError(f"{dataset} {FLAGS.train_split} has no class "
+                            "labels to evaluate with")
+  train_indices, validation_indices = None, []
+  if FLAGS.label_fraction < 1 or FLAGS.validation_fraction > 0:
+    train_indices, validation_indices = subsets.label_subset(
+        train_source.labels(), FLAGS.label_fraction,
+        FLAGS.validation_fraction, FLAGS.seed)
   keras.utils.set_random_seed(FLAGS.seed)
 
   encoder = classify.restore_encoder(config, FLAGS.random_init)
@@ -67,17 +84,29 @@ def evaluate_linear() -> dict:
   train = data.classification_dataset(
       dataset, FLAGS.train_split, data_dir, config.grid, FLAGS.batch_size,
       train=True, min_crop_area=config.min_crop_area, augment=config.augment,
-      seed=FLAGS.seed)
+      indices=train_indices, seed=FLAGS.seed)
   test = data.classification_dataset(
       dataset, FLAGS.test_split, data_dir, config.grid, FLAGS.batch_size,
       train=False)
   model.fit(train, epochs=1, steps_per_epoch=FLAGS.train_steps, shuffle=False,
             verbose=2)
   metrics = model.evaluate(test, return_dict=True, verbose=0)
+  validation = {}
+  if len(validation_indices):
+    held_out = data.classification_dataset(
+        dataset, FLAGS.train_split, data_dir, config.grid, FLAGS.batch_size,
+        train=False, indices=validation_indices)
+    scores = model.evaluate(held_out, return_dict=True, verbose=0)
+    validation = {"validation_top1": scores["top1"],
+                  "validation_top5": scores["top5"]}
   return {
       "mode": "linear", "random_init": FLAGS.random_init,
       "dataset": dataset, "train_split": FLAGS.train_split,
       "test_split": FLAGS.test_split, "steps": FLAGS.train_steps,
+      "label_fraction": FLAGS.label_fraction,
+      "validation_fraction": FLAGS.validation_fraction,
+      "train_examples": (train_source.num_examples if train_indices is None
+                         else len(train_indices)), **validation,
       "batch_size": FLAGS.batch_size, "learning_rate": FLAGS.learning_rate,
       "seed": FLAGS.seed, "wall_seconds": round(clock.seconds(), 1),
       "pretrain_config": dataclasses.asdict(config),
@@ -91,7 +120,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   try:
     record = evaluate_linear()
-  except (config_lib.ConfigError, data.DataError) as e:
+  except (config_lib.ConfigError, sources.DataError) as e:
     sys.exit(f"run_eval.py: error: {e}")
   path = classify.append_result(FLAGS.model_dir, record)
   print(f"{record['mode']} probe{' (random encoder)' if FLAGS.random_init else ''}"

@@ -17,18 +17,21 @@ from absl import flags
 
 from cpc_tf import checkpoints
 from cpc_tf import config as config_lib
-from cpc_tf import data
 from cpc_tf import distribute
 from cpc_tf import encoder
 from cpc_tf import infonce
 from cpc_tf import pretrain
+from cpc_tf import sources
 
 D = config_lib.PretrainConfig()
 
 # Data.
-flags.DEFINE_string("dataset", D.dataset, "TFDS dataset name, e.g. cifar10.")
-flags.DEFINE_string("split", D.split, "TFDS split to pretrain on (slicing "
-                    "such as train[:10%] works).")
+flags.DEFINE_string("dataset", D.dataset, "A TFDS dataset name (e.g. cifar10, "
+                    "imagenet2012) or folder:PATH, a folder of JPEG/PNG "
+                    "images, flat or in class subfolders.")
+flags.DEFINE_string("split", D.split, "Split to pretrain on: a TFDS split "
+                    "(slicing such as train[:10%] works) or, for a folder, "
+                    "its subfolder of that name if there is one.")
 flags.DEFINE_string("data_dir", D.data_dir, "TFDS data directory (default: "
                     "TFDS_DATA_DIR or ~/tensorflow_datasets). May be gs://.")
 flags.DEFINE_integer("image_size", D.image_size, "Side of the square input "
@@ -122,7 +125,8 @@ def config_from_flags() -> config_lib.PretrainConfig:
   """The run's configuration; train_epochs is turned into train_steps."""
   train_steps = FLAGS.train_steps
   if FLAGS.train_epochs is not None:
-    examples = data.num_examples(FLAGS.dataset, FLAGS.split, FLAGS.data_dir)
+    examples = sources.get_source(FLAGS.dataset, FLAGS.split,
+                                  FLAGS.data_dir).num_examples
     train_steps = math.ceil(FLAGS.train_epochs * examples / FLAGS.batch_size)
   try:
     blocks = tuple(int(b) for b in FLAGS.encoder_blocks)
@@ -157,7 +161,7 @@ def main(argv):
     config = config_from_flags()
     config.validate()
     pretrain.pretrain(config)
-  except (config_lib.ConfigError, data.DataError,
+  except (config_lib.ConfigError, sources.DataError,
           checkpoints.NonFiniteLossError) as e:
     sys.exit(f"run_pretrain.py: error: {e}")
 

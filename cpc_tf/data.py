@@ -3,17 +3,14 @@
 import dataclasses
 from typing import Optional
 
+import numpy as np
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
 from cpc_tf import augment as augment_lib
 from cpc_tf import patches as patches_lib
+from cpc_tf import sources
 
 AUTOTUNE = tf.data.AUTOTUNE
-
-
-class DataError(ValueError):
-  """A dataset, split or data_dir that cannot be used."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,49 +23,6 @@ class PatchGrid:
   @property
   def grid_size(self) -> int:
     return patches_lib.grid_size(self.image_size, self.patch_size, self.stride)
-
-
-def tfds_builder(name: str, data_dir: Optional[str]):
-  """The prepared TFDS builder for `name`, or a DataError saying what is wrong."""
-  if data_dir and not tf.io.gfile.exists(data_dir):
-    raise DataError(f"data_dir {data_dir!r} does not exist")
-  try:
-    builder = tfds.builder(name, data_dir=data_dir)
-  except tfds.core.registered.DatasetNotFoundError as e:
-    raise DataError(f"unknown TFDS dataset {name!r}: {e}") from None
-  if not tf.io.gfile.exists(builder.data_dir):
-    raise DataError(
-        f"TFDS dataset {name!r} is not prepared under {builder.data_dir}: "
-        "prepare it first (no downloads happen here) or fix --data_dir")
-  return builder
-
-
-def num_examples(name: str, split: str, data_dir: Optional[str]) -> int:
-  builder = tfds_builder(name, data_dir)
-  try:
-    return builder.info.splits[split].num_examples
-  except (KeyError, ValueError) as e:
-    raise DataError(f"split {split!r} of {name!r} is not usable: {e}") from None
-
-
-def load_images(name: str, split: str, data_dir: Optional[str],
-                input_context: Optional[tf.distribute.InputContext] = None,
-                shuffle_files: bool = True, seed: Optional[int] = None
-                ) -> tf.data.Dataset:
-  """Dataset of {"image": uint8 [h, w, 3], "label": int64}, sharded per worker."""
-  builder = tfds_builder(name, data_dir)
-  read_config = tfds.ReadConfig(input_context=input_context,
-                                shuffle_seed=seed, interleave_cycle_length=4)
-  dataset = builder.as_dataset(split=split, shuffle_files=shuffle_files,
-                               read_config=read_config)
-  return dataset.map(_rgb, num_parallel_calls=AUTOTUNE)
-
-
-def _rgb(example):
-  image = example["image"]
-  if image.shape[-1] == 1:
-    image = tf.image.grayscale_to_rgb(image)
-  return {"image": image, "label": example.get("label", tf.constant(-1, tf.int64))}
 
 
 def random_crop_resize(image: tf.Tensor, size: int, min_area: float) -> tf.Tensor:
@@ -146,7 +100,8 @@ def pretrain_dataset(name: str, split: str, data_dir: Optional[str],
   def to_patches(example):
     return image_to_patches(example["image"], grid, True, min_crop_area)
 
-  dataset = load_images(name, split, data_dir, input_context, seed=seed)
+  dataset = sources.get_source(name, split, data_dir).examples(
+      input_context, shuffle_files=True, seed=seed)
   dataset = dataset.repeat().shuffle(10 * batch_size, seed=seed)
   dataset = dataset.map(to_patches, num_parallel_calls=AUTOTUNE)
   dataset = dataset.batch(batch_size, drop_remainder=True)
@@ -155,28 +110,26 @@ def pretrain_dataset(name: str, split: str, data_dir: Optional[str],
   return dataset.prefetch(AUTOTUNE)
 
 
-def num_classes(name: str, data_dir: Optional[str]) -> int:
-  features = tfds_builder(name, data_dir).info.features
-  if "label" not in features:
-    raise DataError(f"TFDS dataset {name!r} has no 'label' feature to classify")
-  return features["label"].num_classes
-
 
 def classification_dataset(name: str, split: str, data_dir: Optional[str],
                            grid: PatchGrid, batch_size: int, train: bool,
                            min_crop_area: float = 0.35,
                            augment: augment_lib.PatchAugment = augment_lib.PatchAugment(),
+                           indices: Optional[np.ndarray] = None,
                            seed: Optional[int] = None) -> tf.data.Dataset:
   """(patches [b, G, G, p, p, 3], label) batches.
 
   train: the pretraining augmentation, shuffled and repeated forever;
-  otherwise one pass over a single centre crop per image.
+  otherwise one pass over a single centre crop per image. `indices` keeps
+  only those examples (positions in the split's canonical order), e.g. a
+  subsets.label_subset.
   """
   def to_patches(example):
     patches = image_to_patches(example["image"], grid, train, min_crop_area)
     return patches, example["label"]
 
-  dataset = load_images(name, split, data_dir, shuffle_files=train, seed=seed)
+  dataset = sources.get_source(name, split, data_dir).examples(
+      shuffle_files=train, seed=seed, indices=indices)
   if train:
     dataset = dataset.repeat().shuffle(10 * batch_size, seed=seed)
   dataset = dataset.map(to_patches, num_parallel_calls=AUTOTUNE)

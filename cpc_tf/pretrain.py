@@ -8,6 +8,7 @@ from cpc_tf import checkpoints as checkpoints_lib
 from cpc_tf import config as config_lib
 from cpc_tf import data
 from cpc_tf import distribute
+from cpc_tf import sources
 from cpc_tf import summaries
 from cpc_tf.encoder import build_encoder
 from cpc_tf.model import CPCModel
@@ -59,7 +60,7 @@ def distributed_dataset(config: config_lib.PretrainConfig,
 def pretrain(config: config_lib.PretrainConfig) -> CPCModel:
   """Trains to config.train_steps, resuming from model_dir if it holds a run."""
   config.validate()
-  data.num_examples(config.dataset, config.split, config.data_dir)  # fail early
+  sources.get_source(config.dataset, config.split, config.data_dir)  # fail early
   keras.utils.set_random_seed(config.seed)
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()

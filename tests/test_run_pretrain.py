@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from conftest import REPO
 from cpc_tf import config as config_lib
-from cpc_tf import data
+from cpc_tf import sources
 
 
 def run_pretrain(tfds_dir, *args):
@@ -88,10 +88,10 @@ def test_config_validation(changes, message):
 
 
 def test_missing_data_dir_and_split(tmp_path, tfds_dir):
-  with pytest.raises(data.DataError, match="does not exist"):
-    data.num_examples("cifar10", "train", str(tmp_path / "nowhere"))
-  with pytest.raises(data.DataError, match="is not prepared"):
-    data.num_examples("mnist", "train", tfds_dir)
-  with pytest.raises(data.DataError, match="split 'valid'"):
-    data.num_examples("cifar10", "valid", tfds_dir)
-  assert data.num_examples("cifar10", "train[:1%]", tfds_dir) == 500
+  with pytest.raises(sources.DataError, match="does not exist"):
+    sources.get_source("cifar10", "train", str(tmp_path / "nowhere"))
+  with pytest.raises(sources.DataError, match="is not prepared"):
+    sources.get_source("mnist", "train", tfds_dir)
+  with pytest.raises(sources.DataError, match="split 'valid'"):
+    sources.get_source("cifar10", "valid", tfds_dir)
+  assert sources.get_source("cifar10", "train[:1%]", tfds_dir).num_examples == 500
