@@ -58,19 +58,6 @@ def color_drop(patches: tf.Tensor, probability: float) -> tf.Tensor:
   return tf.where(apply, dropped, patches)
 
 
-def _gaussian_blur(fields: tf.Tensor, sigma: float) -> tf.Tensor:
-  """Separable Gaussian blur of [N, h, w, C] with SAME padding."""
-  radius = max(1, int(round(2 * sigma)))
-  taps = tf.exp(-0.5 * (tf.range(-radius, radius + 1, dtype=tf.float32)
-                        / sigma) ** 2)
-  taps /= tf.reduce_sum(taps)
-  channels = fields.shape[-1]
-  rows = tf.tile(taps[:, None, None, None], [1, 1, channels, 1])
-  cols = tf.tile(taps[None, :, None, None], [1, 1, channels, 1])
-  fields = tf.nn.depthwise_conv2d(fields, rows, [1, 1, 1, 1], "SAME")
-  return tf.nn.depthwise_conv2d(fields, cols, [1, 1, 1, 1], "SAME")
-
-
 def _bilinear_sample(images: tf.Tensor, rows: tf.Tensor, cols: tf.Tensor
                      ) -> tf.Tensor:
   """images [N, h, w, C] read at fractional [N, h, w] positions (clamped)."""
@@ -92,21 +79,21 @@ def _bilinear_sample(images: tf.Tensor, rows: tf.Tensor, cols: tf.Tensor
   return top * (1 - row_w) + bottom * row_w
 
 
-def elastic_deform(patches: tf.Tensor, max_shift: float, smoothness: float
+def elastic_deform(patches: tf.Tensor, max_shift: float, coarse: int = 4
                    ) -> tf.Tensor:
-  """Random elastic deformation (Simard et al. 2003) of each patch: a
-  per-patch random displacement field, Gaussian-smoothed with std
-  `smoothness` pixels and scaled to at most `max_shift` pixels.
+  """Random elastic deformation of each patch: a smooth random displacement
+  field (a coarse x coarse grid of uniform random shifts, bicubically
+  upsampled to the patch), scaled to at most `max_shift` pixels.
 
   Written here because keras.layers.RandomElasticTransform (Keras 3.15)
   draws one field for a whole batch of unknown size, uses the same noise
   for both axes, and takes minutes to trace on a batch of patches.
   """
   n, height, width = tf.shape(patches)[0], patches.shape[1], patches.shape[2]
-  fields = _gaussian_blur(tf.random.uniform([n, height, width, 2], -1, 1),
-                          smoothness)
+  fields = tf.image.resize(tf.random.uniform([n, coarse, coarse, 2], -1, 1),
+                           [height, width], method="bicubic")
   peak = tf.reduce_max(tf.abs(fields), axis=[1, 2, 3], keepdims=True)
-  fields = fields / (peak + 1e-8) * max_shift
+  fields = fields / (peak + 1e-8) * max_shift                  # [N, h, w, 2]
   grid_rows, grid_cols = tf.meshgrid(tf.range(height, dtype=tf.float32),
                                      tf.range(width, dtype=tf.float32),
                                      indexing="ij")
@@ -152,9 +139,7 @@ class PatchAugmenter:
     for layer in self.layers:
       patches = layer(patches, training=True)
     if config.elastic:
-      size = patches.shape[1]
-      patches = elastic_deform(patches, max_shift=0.1 * size,
-                               smoothness=0.15 * size)
+      patches = elastic_deform(patches, max_shift=0.1 * patches.shape[1])
     if config.color_drop:
       patches = color_drop(patches, config.color_drop)
     return tf.clip_by_value(patches, 0.0, 1.0)
