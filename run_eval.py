@@ -7,6 +7,13 @@ one logit per class at every grid cell, spatial mean of the logits (A.3);
 Adam at 5e-4. Training uses the pretraining augmentation, the test a single
 centre crop. Top-1/top-5 on the test split are printed and appended as one
 JSON line to <model_dir>/results.jsonl.
+
+  python run_eval.py --mode=export --model_dir=/tmp/cpc_tf_smoke \
+      --export_dir=/tmp/cpc_tf_smoke/export
+
+--mode=export: a SavedModel of the encoder with the evaluation preprocessing;
+signatures serving_default (uint8 images [N, H, W, 3]) and serving_encoded
+(JPEG/PNG bytes [N]) return features [N, D] and latents [N, G, G, D].
 """
 
 import dataclasses
@@ -16,17 +23,21 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 import keras  # pylint: disable=g-import-not-at-top
+import tensorflow as tf
 from absl import app
 from absl import flags
 
 from cpc_tf import classify
 from cpc_tf import config as config_lib
 from cpc_tf import data
+from cpc_tf import export as export_lib
 from cpc_tf import heads
 from cpc_tf import sources
 from cpc_tf import subsets
 
-flags.DEFINE_enum("mode", "linear", ["linear"], "Evaluation protocol.")
+flags.DEFINE_enum("mode", "linear", ["linear", "export"],
+                  "linear: the A.3 linear probe; export: write a SavedModel "
+                  "of the encoder to --export_dir.")
 flags.DEFINE_string("model_dir", None, "Pretraining model_dir: its "
                     "config.json and newest checkpoint are used.")
 flags.DEFINE_string("dataset", None, "Labelled TFDS dataset or folder:PATH "
@@ -49,20 +60,40 @@ flags.DEFINE_bool("random_init", False, "Use a randomly initialised encoder "
                   "of the same architecture instead of the checkpoint (the "
                   "baseline the pretrained features must beat).")
 flags.DEFINE_integer("seed", 0, "Random seed.")
+flags.DEFINE_string("export_dir", None, "--mode=export: where the SavedModel "
+                    "goes (any tf.io.gfile path, e.g. gs://); must not hold "
+                    "one already.")
 flags.mark_flag_as_required("model_dir")
 
 FLAGS = flags.FLAGS
 
 
-def evaluate_linear() -> dict:
-  """Trains the A.3 linear head and returns the test metrics record."""
-  clock = classify.WallClock()
+def pretrain_config() -> config_lib.PretrainConfig:
   config = config_lib.load_config(FLAGS.model_dir)
   if config is None:
     raise config_lib.ConfigError(
         f"no {config_lib.CONFIG_FILE} in --model_dir={FLAGS.model_dir}: "
         "is it a run_pretrain.py model_dir?")
-  config = dataclasses.replace(config, model_dir=FLAGS.model_dir)
+  return dataclasses.replace(config, model_dir=FLAGS.model_dir)
+
+
+def export() -> str:
+  """Writes the encoder's SavedModel; returns its path."""
+  if not FLAGS.export_dir:
+    raise config_lib.ConfigError("--mode=export needs --export_dir")
+  if tf.io.gfile.exists(os.path.join(FLAGS.export_dir, "saved_model.pb")):
+    raise config_lib.ConfigError(
+        f"--export_dir={FLAGS.export_dir} already holds a SavedModel; choose "
+        "another directory or remove it")
+  config = pretrain_config()
+  return export_lib.export_encoder(classify.restore_encoder(config), config,
+                                   FLAGS.export_dir)
+
+
+def evaluate_linear() -> dict:
+  """Trains the A.3 linear head and returns the test metrics record."""
+  clock = classify.WallClock()
+  config = pretrain_config()
   dataset = FLAGS.dataset or config.dataset
   data_dir = FLAGS.data_dir or config.data_dir
   train_source = sources.get_source(dataset, FLAGS.train_split, data_dir)
@@ -119,6 +150,9 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   try:
+    if FLAGS.mode == "export":
+      print(f"Exported the encoder to {export()}")
+      return
     record = evaluate_linear()
   except (config_lib.ConfigError, sources.DataError) as e:
     sys.exit(f"run_eval.py: error: {e}")

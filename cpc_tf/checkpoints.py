@@ -2,6 +2,8 @@
 
 import math
 import os
+import signal
+import threading
 
 import keras
 import tensorflow as tf
@@ -49,21 +51,58 @@ class NonFiniteLossError(RuntimeError):
   """Training produced a NaN or Inf loss."""
 
 
+class Preemption:
+  """Records a SIGTERM (what Cloud TPU and spot VMs send before preemption)
+  so that training can checkpoint after the current step and stop.
+
+  Keras 3's BackupAndRestore saves on a schedule but does not react to
+  signals, and tf.distribute's PreemptionCheckpointHandler needs a custom
+  training loop, so fit() gets this small hook instead.
+  """
+
+  def __init__(self):
+    self.signal_received = None
+    self._previous = None
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._record)
+    return self
+
+  def __exit__(self, *exc_info):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+  def _record(self, signum, frame):
+    del frame
+    self.signal_received = signum
+
+
 class CheckpointCallback(keras.callbacks.Callback):
   """Saves every `every_steps` optimizer steps and at the end of training;
-  stops at the first non-finite loss without saving the broken weights."""
+  stops at the first non-finite loss without saving the broken weights, and
+  after a SIGTERM with a checkpoint of the step just finished."""
 
-  def __init__(self, checkpoints: Checkpoints):
+  def __init__(self, checkpoints: Checkpoints, preemption: Preemption = None):
     super().__init__()
     self.checkpoints = checkpoints
+    self.preemption = preemption or Preemption()
+    self.preempted_at = None
 
   def on_train_batch_end(self, batch, logs=None):
     loss = (logs or {}).get("loss")
+    step = int(self.model.optimizer.iterations.numpy())
     if loss is not None and not math.isfinite(float(loss)):
-      step = int(self.model.optimizer.iterations.numpy())
       raise NonFiniteLossError(
           f"loss became {float(loss)} at step {step}; training stopped. The "
           f"last good checkpoint is kept: {self.checkpoints.manager.latest_checkpoint}")
+    if self.preemption.signal_received is not None:
+      path = self.checkpoints.save(force=True)
+      self.preempted_at = step
+      self.model.stop_training = True
+      print(f"\nSIGTERM received: saved step {step} to {path}; run the same "
+            "command to resume.", flush=True)
+      return
     self.checkpoints.save()
 
   def on_train_end(self, logs=None):

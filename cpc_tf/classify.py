@@ -45,7 +45,16 @@ def restore_encoder(config: config_lib.PretrainConfig,
     raise config_lib.ConfigError(f"no checkpoint in {directory}")
   # Same object path as CPCModel's checkpoint: model/encoder/...
   checkpoint = tf.train.Checkpoint(model=tf.train.Checkpoint(encoder=encoder))
-  checkpoint.restore(path).expect_partial().assert_existing_objects_matched()
+  try:
+    checkpoint.restore(path).expect_partial().assert_existing_objects_matched()
+  except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as e:
+    reason = str(e).strip().splitlines()[0][:300]
+    raise config_lib.ConfigError(
+        f"checkpoint {path} does not fit the encoder of "
+        f"{config_lib.CONFIG_FILE} (encoder={config.encoder}, "
+        f"encoder_width={config.encoder_width}, encoder_blocks="
+        f"{list(config.encoder_blocks)}, norm={config.norm}, stem="
+        f"{config.stem}): {reason}") from e
   print(f"Restored the encoder from {path}", flush=True)
   return encoder
 

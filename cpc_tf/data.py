@@ -25,16 +25,17 @@ class PatchGrid:
     return patches_lib.grid_size(self.image_size, self.patch_size, self.stride)
 
 
-def random_crop_resize(image: tf.Tensor, size: int, min_area: float) -> tf.Tensor:
+def random_crop_resize(image: tf.Tensor, size: int, min_area: float,
+                       seed: Optional[int] = None) -> tf.Tensor:
   """A random crop covering [min_area, 1] of the image, resized to [size, size].
 
-  Returns float32 in [0, 1].
+  Returns float32 in [0, 1]. `seed` (non-zero) is needed under op determinism.
   """
   begin, crop_size, _ = tf.image.sample_distorted_bounding_box(
       tf.shape(image), bounding_boxes=tf.zeros([1, 0, 4]),
       min_object_covered=0.0, aspect_ratio_range=(3 / 4, 4 / 3),
       area_range=(min_area, 1.0), max_attempts=20,
-      use_image_if_no_bounding_boxes=True)
+      use_image_if_no_bounding_boxes=True, seed=seed)
   crop = tf.slice(image, begin, crop_size)
   crop = tf.image.resize(tf.image.convert_image_dtype(crop, tf.float32),
                          [size, size], antialias=True)
@@ -63,11 +64,12 @@ def center_crop(image: tf.Tensor, size: int, crop_fraction: float = 0.875
 
 
 def image_to_patches(image: tf.Tensor, grid: PatchGrid, train: bool,
-                     min_crop_area: float) -> tf.Tensor:
+                     min_crop_area: float, seed: Optional[int] = None
+                     ) -> tf.Tensor:
   """uint8 [h, w, 3] -> float [G, G, p, p, 3]: the training view (random
   crop-resize) or the evaluation view (centre crop), cut into patches."""
   if train:
-    image = random_crop_resize(image, grid.image_size, min_crop_area)
+    image = random_crop_resize(image, grid.image_size, min_crop_area, seed)
   else:
     image = center_crop(image, grid.image_size)
   return patches_lib.extract_patches(image[None], grid.patch_size,
@@ -97,8 +99,12 @@ def pretrain_dataset(name: str, split: str, data_dir: Optional[str],
   batch_size = (input_context.get_per_replica_batch_size(global_batch_size)
                 if input_context else global_batch_size)
 
+  # Op seeds must be non-zero under op determinism.
+  crop_seed = None if seed is None else seed + 1
+
   def to_patches(example):
-    return image_to_patches(example["image"], grid, True, min_crop_area)
+    return image_to_patches(example["image"], grid, True, min_crop_area,
+                            crop_seed)
 
   dataset = sources.get_source(name, split, data_dir).examples(
       input_context, shuffle_files=True, seed=seed)
@@ -108,7 +114,6 @@ def pretrain_dataset(name: str, split: str, data_dir: Optional[str],
   if augment.active:
     dataset = dataset.map(augment_batch(augment), num_parallel_calls=AUTOTUNE)
   return dataset.prefetch(AUTOTUNE)
-
 
 
 def classification_dataset(name: str, split: str, data_dir: Optional[str],

@@ -1,5 +1,7 @@
 """CPC pretraining: build under a strategy, resume, fit, checkpoint."""
 
+import math
+
 import keras
 import tensorflow as tf
 from absl import logging
@@ -47,14 +49,35 @@ def check_replicas(config: config_lib.PretrainConfig,
 
 
 def distributed_dataset(config: config_lib.PretrainConfig,
-                        strategy: tf.distribute.Strategy):
+                        strategy: tf.distribute.Strategy, start_step: int = 0):
+  """Per-worker input pipelines. With config.deterministic the pipeline is
+  seeded and replayed past the batches of the first start_step steps, so a
+  resumed run sees the batches an uninterrupted one would."""
   def dataset_fn(input_context):
-    return data.pretrain_dataset(
+    dataset = data.pretrain_dataset(
         config.dataset, config.split, config.data_dir, config.grid,
         config.batch_size, config.min_crop_area, config.augment,
         seed=config.seed if config.deterministic else None,
         input_context=input_context)
+    if config.deterministic and start_step:
+      # Each step takes one batch per replica of this worker.
+      per_step = (input_context.num_replicas_in_sync //
+                  input_context.num_input_pipelines)
+      dataset = dataset.skip(start_step * per_step)
+    return dataset
   return strategy.distribute_datasets_from_function(dataset_fn)
+
+
+class StopAtStep(keras.callbacks.Callback):
+  """Ends fit() once the optimizer has taken `last_step` steps."""
+
+  def __init__(self, last_step: int):
+    super().__init__()
+    self.last_step = last_step
+
+  def on_train_batch_end(self, batch, logs=None):
+    if int(self.model.optimizer.iterations.numpy()) >= self.last_step:
+      self.model.stop_training = True
 
 
 def pretrain(config: config_lib.PretrainConfig) -> CPCModel:
@@ -80,13 +103,14 @@ def pretrain(config: config_lib.PretrainConfig) -> CPCModel:
 
   logging.info("Training %d steps (each Keras epoch is %d steps)",
                remaining, config.log_every)
-  dataset = distributed_dataset(config, strategy)
-  callbacks = [checkpoints_lib.CheckpointCallback(checkpoints),
-               summaries.ScalarSummaries(config.model_dir)]
-  # Keras epochs of log_every steps: metrics are reset and logged per epoch.
-  epochs, rest = divmod(remaining, config.log_every)
-  for steps, count in ((config.log_every, epochs), (rest, 1 if rest else 0)):
-    if count:
-      model.fit(dataset, epochs=count, steps_per_epoch=steps, shuffle=False,
-                callbacks=callbacks, verbose=1)
+  dataset = distributed_dataset(config, strategy, start)
+  with checkpoints_lib.Preemption() as preemption:
+    callbacks = [StopAtStep(config.train_steps),
+                 checkpoints_lib.CheckpointCallback(checkpoints, preemption),
+                 summaries.ScalarSummaries(config.model_dir)]
+    # One fit() and so one pass of one iterator over the data, in Keras
+    # epochs of log_every steps (metrics are reset and logged per epoch).
+    model.fit(dataset, epochs=math.ceil(remaining / config.log_every),
+              steps_per_epoch=config.log_every, shuffle=False,
+              callbacks=callbacks, verbose=1)
   return model

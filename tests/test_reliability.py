@@ -1,0 +1,104 @@
+"""Preemptible runs: SIGKILL at random moments, SIGTERM, deterministic resume."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from conftest import REPO
+
+STEPS = 30
+# The smoke model with every per-patch augmentation, a checkpoint every step
+# (so that kills land during checkpoint writes too) and deterministic input.
+COMMAND = [
+    sys.executable, os.path.join(REPO, "run_pretrain.py"),
+    f"--flagfile={os.path.join(REPO, 'flags', 'smoke.cfg')}", "--deterministic",
+    "--patch_jitter=2", "--flip", "--color_drop=0.5", "--pa_geometric",
+    "--pa_elastic", "--pa_color", "--checkpoint_every=1", "--log_every=5",
+    f"--train_steps={STEPS}"]
+
+
+def start(model_dir, tfds_dir, log_path, *args):
+  env = dict(os.environ, TFDS_DATA_DIR=tfds_dir)
+  with open(log_path, "w") as log:
+    return subprocess.Popen([*COMMAND, f"--model_dir={model_dir}", *args],
+                            cwd=REPO, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+
+
+def checkpoint_values(model_dir):
+  """Every saved variable (model and optimizer) of the newest checkpoint."""
+  reader = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints"))
+  return {name: reader.get_tensor(name)
+          for name in reader.get_variable_to_shape_map()
+          if name.startswith(("model/", "optimizer/"))}
+
+
+def wait_for(path, process, timeout=120):
+  deadline = time.time() + timeout
+  while not os.path.exists(path):
+    assert process.poll() is None, "the run ended before it got there"
+    assert time.time() < deadline, f"{path} did not appear"
+    time.sleep(0.02)
+
+
+def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(
+    tmp_path, tfds_dir):
+  reference_dir = str(tmp_path / "reference")
+  began = time.time()
+  reference = start(reference_dir, tfds_dir, tmp_path / "reference.log")
+  assert reference.wait(timeout=600) == 0, (tmp_path / "reference.log").read_text()[-3000:]
+  duration = time.time() - began
+
+  model_dir = str(tmp_path / "killed")
+  checkpoints = os.path.join(model_dir, "checkpoints")
+  rng = np.random.default_rng(1)
+  # Kills at random times (start-up included), alternating with kills the
+  # moment the index of the checkpoint three steps on appears, i.e. in the
+  # middle of saving it.
+  for attempt in range(5):
+    latest = tf.train.latest_checkpoint(checkpoints)
+    latest_step = int(latest.rsplit("-", 1)[1]) if latest else 0
+    run = start(model_dir, tfds_dir, tmp_path / f"killed{attempt}.log")
+    if attempt % 2 == 0:
+      time.sleep(rng.uniform(0.1, 0.5) * duration)
+    else:
+      wait_for(os.path.join(checkpoints, f"ckpt-{latest_step + 3}.index"), run)
+    run.send_signal(signal.SIGKILL)
+    run.wait(timeout=60)
+  killed_at = int(tf.train.latest_checkpoint(checkpoints).rsplit("-", 1)[1])
+  assert 6 <= killed_at < STEPS
+
+  final = start(model_dir, tfds_dir, tmp_path / "final.log")
+  assert final.wait(timeout=600) == 0, (tmp_path / "final.log").read_text()[-3000:]
+  resumed = re.search(r"Resumed from step (\d+)", (tmp_path / "final.log").read_text())
+  assert resumed and int(resumed.group(1)) == killed_at
+  assert tf.train.latest_checkpoint(checkpoints).endswith(f"ckpt-{STEPS}")
+
+  expected, actual = checkpoint_values(reference_dir), checkpoint_values(model_dir)
+  assert expected.keys() == actual.keys() and len(expected) > 50
+  for name, value in expected.items():
+    np.testing.assert_array_equal(actual[name], value, err_msg=name)
+
+
+def test_sigterm_saves_the_step_it_stopped_at_and_exits_cleanly(tmp_path, tfds_dir):
+  model_dir = str(tmp_path / "run")
+  run = start(model_dir, tfds_dir, tmp_path / "run.log", "--train_steps=100000",
+              "--checkpoint_every=100000")
+  # The summary writer is created just before training starts.
+  wait_for(os.path.join(model_dir, "train"), run)
+  time.sleep(3)
+  run.send_signal(signal.SIGTERM)
+  assert run.wait(timeout=120) == 0
+  log = (tmp_path / "run.log").read_text()
+  saved = re.search(r"SIGTERM received: saved step (\d+)", log)
+  assert saved, log[-3000:]
+  step = int(saved.group(1))
+  assert 0 < step < 100000
+  latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+  assert latest.endswith(f"ckpt-{step}")
