@@ -1,12 +1,19 @@
-r"""Evaluation of a pretrained CPC encoder (Section 2.2, Appendix A.3).
+r"""Evaluation of a pretrained CPC encoder (Section 2.2, Appendix A.3, A.4).
 
   python run_eval.py --mode=linear --model_dir=/tmp/cpc_tf_smoke
 
 --mode=linear: the encoder frozen; batch norm without scale, a 1x1 conv to
 one logit per class at every grid cell, spatial mean of the logits (A.3);
-Adam at 5e-4. Training uses the pretraining augmentation, the test a single
-centre crop. Top-1/top-5 on the test split are printed and appended as one
-JSON line to <model_dir>/results.jsonl.
+Adam at 5e-4.
+--mode=efficient: a ResNet head on the latent grid (--head_*), trained on a
+--label_fraction subset; --fine_tune then also trains the encoder from the
+pretrained weights at --encoder_learning_rate, with early stopping on the
+held-out validation part (--validation_fraction).
+--mode=supervised: the A.4 baseline, a ResNet v2 on pixels (--pixel_*) with
+dropout before the last layer, on the same subsets and augmentation.
+Training uses the pretraining augmentation, the test a single centre crop.
+Top-1/top-5 on the test split are printed and appended as one JSON line to
+--results_file (default <model_dir>/results.jsonl).
 
   python run_eval.py --mode=export --model_dir=/tmp/cpc_tf_smoke \
       --export_dir=/tmp/cpc_tf_smoke/export
@@ -30,21 +37,26 @@ from absl import flags
 from cpc_tf import classify
 from cpc_tf import config as config_lib
 from cpc_tf import data
+from cpc_tf import encoder as encoder_lib
 from cpc_tf import export as export_lib
 from cpc_tf import heads
 from cpc_tf import sources
 from cpc_tf import subsets
 
-flags.DEFINE_enum("mode", "linear", ["linear", "export"],
-                  "linear: the A.3 linear probe; export: write a SavedModel "
-                  "of the encoder to --export_dir.")
+MODES = ["linear", "efficient", "supervised", "export"]
+
+flags.DEFINE_enum("mode", "linear", MODES,
+                  "linear: the A.3 linear probe; efficient: a ResNet head on "
+                  "the latents (optionally fine-tuning the encoder); "
+                  "supervised: the A.4 pixel baseline; export: write a "
+                  "SavedModel of the encoder to --export_dir.")
 flags.DEFINE_string("model_dir", None, "Pretraining model_dir: its "
                     "config.json and newest checkpoint are used.")
 flags.DEFINE_string("dataset", None, "Labelled TFDS dataset or folder:PATH "
                     "of class subfolders (default: the pretraining dataset).")
 flags.DEFINE_string("data_dir", None, "TFDS data directory (default: the "
                     "pretraining one, else TFDS_DATA_DIR).")
-flags.DEFINE_string("train_split", "train", "Split the head is trained on.")
+flags.DEFINE_string("train_split", "train", "Split the classifier is trained on.")
 flags.DEFINE_string("test_split", "test", "Split accuracy is reported on.")
 flags.DEFINE_float("label_fraction", 1.0, "Train on this class-balanced "
                    "fraction of the labelled training images (e.g. 0.01, 0.1); "
@@ -54,12 +66,49 @@ flags.DEFINE_float("validation_fraction", 0.0, "Hold out this fraction of "
                    "labelled subset) and report accuracy on it; choose "
                    "settings on it, not on the test split.")
 flags.DEFINE_integer("batch_size", 64, "Batch size.")
-flags.DEFINE_float("learning_rate", 5e-4, "Adam learning rate (A.3: 5e-4).")
-flags.DEFINE_integer("train_steps", 1000, "Optimizer steps for the head.")
+flags.DEFINE_float("learning_rate", 5e-4, "Adam learning rate of the head "
+                   "(A.3: 5e-4), and of the whole network in supervised mode.")
+flags.DEFINE_integer("train_steps", 1000, "Optimizer steps (with the encoder "
+                     "fixed, in linear and efficient modes).")
 flags.DEFINE_bool("random_init", False, "Use a randomly initialised encoder "
                   "of the same architecture instead of the checkpoint (the "
                   "baseline the pretrained features must beat).")
-flags.DEFINE_integer("seed", 0, "Random seed.")
+flags.DEFINE_integer("seed", 0, "Random seed (subsets, initialisation, data order).")
+flags.DEFINE_string("results_file", None, "JSON-lines file the result is "
+                    "appended to (default: <model_dir>/results.jsonl).")
+# Efficient classification (Section 2.2).
+flags.DEFINE_integer("head_blocks", 11, "efficient: bottleneck blocks of the "
+                     "ResNet head (paper: 11).")
+flags.DEFINE_integer("head_width", 4096, "efficient: width of the head's "
+                     "feature maps (paper: 4096).")
+flags.DEFINE_integer("head_bottleneck", 1024, "efficient: bottleneck width "
+                     "of the head's blocks (paper: 1024).")
+flags.DEFINE_enum("head_norm", "batch", encoder_lib.NORMS,
+                  "efficient: normalisation in the head.")
+flags.DEFINE_float("dropout", 0.0, "Dropout before the last linear layer "
+                   "(efficient and supervised modes).")
+flags.DEFINE_bool("fine_tune", False, "efficient: after --train_steps with "
+                  "the encoder fixed, train encoder and head together.")
+flags.DEFINE_float("encoder_learning_rate", 5e-5, "--fine_tune: the "
+                   "encoder's own (smaller) Adam learning rate.")
+flags.DEFINE_integer("fine_tune_steps", 1000, "--fine_tune: at most this "
+                     "many steps; stops early on the validation part.")
+flags.DEFINE_integer("eval_every", 100, "--fine_tune: steps between "
+                     "validations for early stopping.")
+flags.DEFINE_integer("patience", 3, "--fine_tune: validations without "
+                     "improvement before stopping; the best weights are kept.")
+# The supervised baseline (A.4).
+flags.DEFINE_enum("pixel_encoder", "resnet50",
+                  sorted(n for n in encoder_lib.PRESETS if n != "resnet161"),
+                  "supervised: ResNet v2 depth.")
+flags.DEFINE_integer("pixel_width", 64, "supervised: width of the first "
+                     "bottleneck (64 is the standard ResNet).")
+flags.DEFINE_list("pixel_blocks", [], "supervised: blocks per stage, "
+                  "overriding the preset (small CPU sizes), e.g. 1,1,1.")
+flags.DEFINE_enum("pixel_norm", "batch", encoder_lib.NORMS,
+                  "supervised: normalisation in the ResNet.")
+flags.DEFINE_enum("pixel_stem", None, encoder_lib.STEMS, "supervised: stem "
+                  "(default: the pretraining encoder's).")
 flags.DEFINE_string("export_dir", None, "--mode=export: where the SavedModel "
                     "goes (any tf.io.gfile path, e.g. gs://); must not hold "
                     "one already.")
@@ -90,9 +139,56 @@ def export() -> str:
                                    FLAGS.export_dir)
 
 
-def evaluate_linear() -> dict:
-  """Trains the A.3 linear head and returns the test metrics record."""
+def check_flags():
+  if FLAGS.fine_tune and FLAGS.mode != "efficient":
+    raise config_lib.ConfigError("--fine_tune is for --mode=efficient")
+  if FLAGS.fine_tune and FLAGS.validation_fraction <= 0:
+    raise config_lib.ConfigError(
+        "--fine_tune stops early on held-out data: set --validation_fraction")
+  for name in ("batch_size", "train_steps", "eval_every", "patience",
+               "fine_tune_steps", "head_blocks", "head_width",
+               "head_bottleneck", "pixel_width"):
+    if getattr(FLAGS, name) < 1:
+      raise config_lib.ConfigError(f"--{name} must be at least 1")
+  if not 0 <= FLAGS.dropout < 1:
+    raise config_lib.ConfigError("--dropout must be in [0, 1)")
+  if not 0 < FLAGS.label_fraction <= 1:
+    raise config_lib.ConfigError("--label_fraction must be in (0, 1]")
+  if not 0 <= FLAGS.validation_fraction < 1:
+    raise config_lib.ConfigError("--validation_fraction must be in [0, 1)")
+
+
+def build_classifier(config, classes: int) -> classify.PatchClassifier:
+  """The mode's network, and the patch grid it reads."""
+  if FLAGS.mode == "supervised":
+    encoder = encoder_lib.build_encoder(encoder_lib.encoder_config(
+        FLAGS.pixel_encoder, FLAGS.pixel_width,
+        [int(b) for b in FLAGS.pixel_blocks], FLAGS.pixel_norm,
+        FLAGS.pixel_stem or config.stem), name="pixel_resnet")
+    head = heads.pooled_head(classes, encoder.output_shape[-1], FLAGS.dropout)
+    return classify.PatchClassifier(encoder, head, fine_tune=True)
+  encoder = classify.restore_encoder(config, FLAGS.random_init)
+  if FLAGS.mode == "linear":
+    head = heads.linear_head(classes)
+  else:
+    head = heads.resnet_head(classes, encoder.output_shape[-1],
+                             FLAGS.head_blocks, FLAGS.head_bottleneck,
+                             FLAGS.head_width, FLAGS.head_norm, FLAGS.dropout)
+  return classify.PatchClassifier(encoder, head)
+
+
+def grid_for_mode(config) -> data.PatchGrid:
+  """The pixel baseline sees the whole image as a single patch."""
+  if FLAGS.mode == "supervised":
+    size = config.image_size
+    return data.PatchGrid(image_size=size, patch_size=size, stride=size)
+  return config.grid
+
+
+def evaluate() -> dict:
+  """Trains the mode's classifier and returns the test metrics record."""
   clock = classify.WallClock()
+  check_flags()
   config = pretrain_config()
   dataset = FLAGS.dataset or config.dataset
   data_dir = FLAGS.data_dir or config.data_dir
@@ -108,37 +204,50 @@ def evaluate_linear() -> dict:
         train_source.labels(), FLAGS.label_fraction,
         FLAGS.validation_fraction, FLAGS.seed)
   keras.utils.set_random_seed(FLAGS.seed)
+  grid = grid_for_mode(config)
 
-  encoder = classify.restore_encoder(config, FLAGS.random_init)
-  model = classify.PatchClassifier(encoder, heads.linear_head(classes))
+  def labelled(split, train, indices=None):
+    return data.classification_dataset(
+        dataset, split, data_dir, grid, FLAGS.batch_size, train=train,
+        min_crop_area=config.min_crop_area, augment=config.augment,
+        indices=indices, seed=FLAGS.seed)
+
+  train = labelled(FLAGS.train_split, True, train_indices)
+  held_out = (labelled(FLAGS.train_split, False, validation_indices)
+              if len(validation_indices) else None)
+  model = build_classifier(config, classes)
   classify.compile_classifier(model, FLAGS.learning_rate)
-  train = data.classification_dataset(
-      dataset, FLAGS.train_split, data_dir, config.grid, FLAGS.batch_size,
-      train=True, min_crop_area=config.min_crop_area, augment=config.augment,
-      indices=train_indices, seed=FLAGS.seed)
-  test = data.classification_dataset(
-      dataset, FLAGS.test_split, data_dir, config.grid, FLAGS.batch_size,
-      train=False)
   model.fit(train, epochs=1, steps_per_epoch=FLAGS.train_steps, shuffle=False,
             verbose=2)
-  metrics = model.evaluate(test, return_dict=True, verbose=0)
+  fine_tune_steps = 0
+  if FLAGS.fine_tune:
+    model, fine_tune_steps = classify.fine_tune(
+        model, train, held_out, FLAGS.learning_rate,
+        FLAGS.encoder_learning_rate, FLAGS.fine_tune_steps, FLAGS.eval_every,
+        FLAGS.patience)
+
+  metrics = model.evaluate(labelled(FLAGS.test_split, False),
+                           return_dict=True, verbose=0)
   validation = {}
-  if len(validation_indices):
-    held_out = data.classification_dataset(
-        dataset, FLAGS.train_split, data_dir, config.grid, FLAGS.batch_size,
-        train=False, indices=validation_indices)
+  if held_out is not None:
     scores = model.evaluate(held_out, return_dict=True, verbose=0)
     validation = {"validation_top1": scores["top1"],
                   "validation_top5": scores["top5"]}
   return {
-      "mode": "linear", "random_init": FLAGS.random_init,
-      "dataset": dataset, "train_split": FLAGS.train_split,
-      "test_split": FLAGS.test_split, "steps": FLAGS.train_steps,
+      "mode": FLAGS.mode, "random_init": FLAGS.random_init,
+      "fine_tune": FLAGS.fine_tune, "dataset": dataset,
+      "train_split": FLAGS.train_split, "test_split": FLAGS.test_split,
+      "steps": FLAGS.train_steps, "fine_tune_steps": fine_tune_steps,
       "label_fraction": FLAGS.label_fraction,
       "validation_fraction": FLAGS.validation_fraction,
       "train_examples": (train_source.num_examples if train_indices is None
                          else len(train_indices)), **validation,
       "batch_size": FLAGS.batch_size, "learning_rate": FLAGS.learning_rate,
+      "classifier_params": model.count_params(),
+      "eval_flags": {name: getattr(FLAGS, name) for name in (
+          "head_blocks", "head_width", "head_bottleneck", "head_norm",
+          "dropout", "encoder_learning_rate", "pixel_encoder", "pixel_width",
+          "pixel_blocks", "pixel_norm", "pixel_stem")},
       "seed": FLAGS.seed, "wall_seconds": round(clock.seconds(), 1),
       "pretrain_config": dataclasses.asdict(config),
       "test_top1": metrics["top1"], "test_top5": metrics["top5"],
@@ -153,13 +262,19 @@ def main(argv):
     if FLAGS.mode == "export":
       print(f"Exported the encoder to {export()}")
       return
-    record = evaluate_linear()
+    record = evaluate()
   except (config_lib.ConfigError, sources.DataError) as e:
     sys.exit(f"run_eval.py: error: {e}")
-  path = classify.append_result(FLAGS.model_dir, record)
-  print(f"{record['mode']} probe{' (random encoder)' if FLAGS.random_init else ''}"
-        f" on {record['dataset']} {record['test_split']}: "
-        f"top-1 {record['test_top1']:.4f}, top-5 {record['test_top5']:.4f}")
+  path = classify.append_result(FLAGS.model_dir, record, FLAGS.results_file)
+  kind = {"linear": "linear probe", "efficient": "efficient classifier",
+          "supervised": "supervised pixel baseline"}[FLAGS.mode]
+  if FLAGS.random_init:
+    kind += " (random encoder)"
+  if FLAGS.fine_tune:
+    kind += " (fine-tuned)"
+  print(f"{kind} on {record['dataset']} {record['test_split']} with "
+        f"{FLAGS.label_fraction:g} of the labels: top-1 "
+        f"{record['test_top1']:.4f}, top-5 {record['test_top5']:.4f}")
   print(f"Result appended to {path}")
 
 

@@ -3,6 +3,7 @@
 import json
 import os
 import time
+from typing import Optional
 
 import keras
 import tensorflow as tf
@@ -15,21 +16,51 @@ RESULTS_FILE = "results.jsonl"
 
 
 class PatchClassifier(keras.Model):
-  """Logits of a head on the encoder's latent grid; the encoder is frozen
-  unless fine_tune (then it runs in training mode too)."""
+  """Logits of a head on the encoder's latent grid.
+
+  The encoder is frozen unless fine_tune (then it also runs in training
+  mode); with an encoder_learning_rate it gets its own Adam at that rate
+  while the compiled optimizer trains the head (Section 2.2: fine-tuning
+  uses a smaller learning rate for the encoder).
+  """
 
   def __init__(self, encoder: keras.Model, head: keras.Model,
-               fine_tune: bool = False, **kwargs):
+               fine_tune: bool = False,
+               encoder_learning_rate: Optional[float] = None, **kwargs):
     super().__init__(**kwargs)
     self.encoder = encoder
     self.head = head
     self.fine_tune = fine_tune
     self.encoder.trainable = fine_tune
+    self.encoder_optimizer = None
+    if fine_tune and encoder_learning_rate is not None:
+      self.encoder_optimizer = keras.optimizers.Adam(encoder_learning_rate)
 
   def call(self, patches, training=False):
     latents = encode_patches(self.encoder, patches,           # [B, G, G, D]
                              training=training and self.fine_tune)
     return self.head(latents, training=training)
+
+  def train_step(self, data):
+    if self.encoder_optimizer is None:
+      return super().train_step(data)
+    patches, labels = data
+    with tf.GradientTape() as tape:
+      logits = self(patches, training=True)
+      loss = self.compute_loss(x=patches, y=labels, y_pred=logits)
+    encoder_variables = self.encoder.trainable_variables
+    head_variables = self.head.trainable_variables
+    gradients = tape.gradient(loss, encoder_variables + head_variables)
+    split = len(encoder_variables)
+    self.encoder_optimizer.apply_gradients(
+        zip(gradients[:split], encoder_variables))
+    self.optimizer.apply_gradients(zip(gradients[split:], head_variables))
+    for metric in self.metrics:
+      if metric.name == "loss":
+        metric.update_state(loss)
+      else:
+        metric.update_state(labels, logits)
+    return {metric.name: metric.result() for metric in self.metrics}
 
 
 def restore_encoder(config: config_lib.PretrainConfig,
@@ -65,15 +96,41 @@ def accuracy_metrics():
 
 
 def compile_classifier(model: PatchClassifier, learning_rate: float):
+  """Adam on the head (and on the encoder when it has no optimizer of its
+  own); cross-entropy; top-1 and top-5."""
   model.compile(
       optimizer=keras.optimizers.Adam(learning_rate),
       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
       metrics=accuracy_metrics())
+  if model.encoder_optimizer is not None:
+    model.encoder_optimizer.build(model.encoder.trainable_variables)
 
 
-def append_result(model_dir: str, record: dict):
-  """One JSON line per evaluation run in model_dir/results.jsonl."""
-  path = os.path.join(model_dir, RESULTS_FILE)
+def fine_tune(model: PatchClassifier, train: tf.data.Dataset,
+              held_out: tf.data.Dataset, learning_rate: float,
+              encoder_learning_rate: float, max_steps: int, eval_every: int,
+              patience: int, callbacks=()):
+  """Section 2.2: from the fixed-encoder solution, train encoder and head
+  together (the encoder at its own smaller rate), validate every eval_every
+  steps, stop after `patience` validations without a better top-1 and keep
+  the best weights. Returns (the fine-tuned model, steps taken)."""
+  tuned = PatchClassifier(model.encoder, model.head, fine_tune=True,
+                          encoder_learning_rate=encoder_learning_rate)
+  compile_classifier(tuned, learning_rate)
+  stopping = keras.callbacks.EarlyStopping(
+      monitor="val_top1", mode="max", patience=patience,
+      restore_best_weights=True)
+  history = tuned.fit(train, epochs=-(-max_steps // eval_every),
+                      steps_per_epoch=eval_every, validation_data=held_out,
+                      callbacks=[*callbacks, stopping], shuffle=False, verbose=2)
+  return tuned, len(history.history["loss"]) * eval_every
+
+
+def append_result(model_dir: str, record: dict,
+                  path: Optional[str] = None) -> str:
+  """One JSON line per evaluation run, in `path` (default:
+  model_dir/results.jsonl)."""
+  path = path or os.path.join(model_dir, RESULTS_FILE)
   lines = ""
   if tf.io.gfile.exists(path):
     with tf.io.gfile.GFile(path) as f:

@@ -16,6 +16,8 @@ from keras import layers
 PRESETS = {
     "resnet50": ((3, 64, 256), (4, 128, 512), (6, 256, 1024), (3, 512, 2048)),
     "resnet101": ((3, 64, 256), (4, 128, 512), (23, 256, 1024), (3, 512, 2048)),
+    "resnet152": ((3, 64, 256), (8, 128, 512), (36, 256, 1024), (3, 512, 2048)),
+    "resnet200": ((3, 64, 256), (24, 128, 512), (36, 256, 1024), (3, 512, 2048)),
     "resnet161": ((3, 64, 256), (4, 128, 512), (46, 512, 4096)),
 }
 NORMS = ("layer", "batch", "none")
@@ -57,7 +59,7 @@ def encoder_config(name: str, width: int = 64, blocks: Sequence[int] = (),
   return EncoderConfig(stages=stages, norm=norm, stem=stem)
 
 
-def _norm(kind: str, name: str) -> layers.Layer:
+def norm_layer(kind: str, name: str) -> layers.Layer:
   if kind == "layer":
     # LayerNorm over (H, W, C) of each patch with a per-channel scale and
     # offset: the encoder stays independent of the other patches and images,
@@ -73,18 +75,18 @@ def _conv(filters, kernel, strides=1, name=None):
                        use_bias=False, name=name)
 
 
-def _bottleneck(x, bottleneck, output, strides, norm, name):
+def bottleneck_block(x, bottleneck, output, strides, norm, name):
   """Pre-activation bottleneck block (He et al. 2016, "v2")."""
   preact = layers.ReLU(name=f"{name}_preact_relu")(
-      _norm(norm, f"{name}_preact_norm")(x))
+      norm_layer(norm, f"{name}_preact_norm")(x))
   if strides != 1 or x.shape[-1] != output:
     shortcut = _conv(output, 1, strides, name=f"{name}_shortcut")(preact)
   else:
     shortcut = x
   y = _conv(bottleneck, 1, name=f"{name}_conv1")(preact)
-  y = layers.ReLU(name=f"{name}_relu1")(_norm(norm, f"{name}_norm1")(y))
+  y = layers.ReLU(name=f"{name}_relu1")(norm_layer(norm, f"{name}_norm1")(y))
   y = _conv(bottleneck, 3, strides, name=f"{name}_conv2")(y)
-  y = layers.ReLU(name=f"{name}_relu2")(_norm(norm, f"{name}_norm2")(y))
+  y = layers.ReLU(name=f"{name}_relu2")(norm_layer(norm, f"{name}_norm2")(y))
   y = _conv(output, 1, name=f"{name}_conv3")(y)
   return layers.Add(name=f"{name}_add")([shortcut, y])
 
@@ -105,11 +107,11 @@ def feature_maps(config: EncoderConfig, name: str = "encoder") -> keras.Model:
   for s, (blocks, bottleneck, output) in enumerate(config.stages):
     for b in range(blocks):
       strides = 2 if (s > 0 and b == 0) else 1
-      x = _bottleneck(x, bottleneck, output, strides, config.norm,
+      x = bottleneck_block(x, bottleneck, output, strides, config.norm,
                       name=f"stage{s + 1}_block{b + 1}")
     maps.append(x)
   # The last stage ends with the final pre-activation norm and ReLU.
-  maps[-1] = layers.ReLU(name="final_relu")(_norm(config.norm, "final_norm")(x))
+  maps[-1] = layers.ReLU(name="final_relu")(norm_layer(config.norm, "final_norm")(x))
   return keras.Model(images, maps, name=name)
 
 

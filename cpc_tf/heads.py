@@ -3,6 +3,8 @@
 import keras
 from keras import layers
 
+from cpc_tf import encoder
+
 
 def linear_head(num_classes: int, name: str = "linear_head") -> keras.Sequential:
   """A.3: [B, G, G, D] -> batch norm without scale -> 1x1 conv to one logit
@@ -12,3 +14,35 @@ def linear_head(num_classes: int, name: str = "linear_head") -> keras.Sequential
       layers.Conv2D(num_classes, 1, name="logits"),
       layers.GlobalAveragePooling2D(name="spatial_mean"),
   ], name=name)
+
+
+def resnet_head(num_classes: int, latent_dim: int, blocks: int,
+                bottleneck: int, width: int, norm: str = "batch",
+                dropout: float = 0.0, name: str = "resnet_head") -> keras.Model:
+  """Section 2.2's efficient classifier: pre-activation bottleneck blocks at
+  stride 1 on the latent grid (the paper: 11 blocks, 4096-d maps, 1024-d
+  bottlenecks), then norm, ReLU, mean pooling, dropout and a linear layer.
+  [B, G, G, D] -> [B, num_classes]."""
+  latents = keras.Input(shape=(None, None, latent_dim), name="latents")
+  x = latents
+  for b in range(blocks):
+    x = encoder.bottleneck_block(x, bottleneck, width, 1, norm,
+                                 name=f"head_block{b + 1}")
+  x = layers.ReLU(name="head_relu")(encoder.norm_layer(norm, "head_norm")(x))
+  return keras.Model(latents, _pool_and_classify(x, num_classes, dropout),
+                     name=name)
+
+
+def pooled_head(num_classes: int, latent_dim: int, dropout: float = 0.0,
+                name: str = "pooled_head") -> keras.Model:
+  """Mean pooling, dropout and a linear layer: the last layers of the
+  supervised baseline (A.4), whose encoder sees the whole image as one patch."""
+  latents = keras.Input(shape=(None, None, latent_dim), name="latents")
+  return keras.Model(latents, _pool_and_classify(latents, num_classes, dropout),
+                     name=name)
+
+
+def _pool_and_classify(x, num_classes, dropout):
+  x = layers.GlobalAveragePooling2D(name="mean_pool")(x)
+  x = layers.Dropout(dropout, name="dropout")(x)
+  return layers.Dense(num_classes, name="logits")(x)

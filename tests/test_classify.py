@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -92,3 +93,87 @@ def test_run_eval_linear_appends_a_result(pretrained, tfds_dir):
     records = [json.loads(line) for line in f]
   assert [r["random_init"] for r in records] == [False, True]
   assert all(0.0 <= r["test_top1"] <= r["test_top5"] <= 1.0 for r in records)
+
+
+def test_fine_tuning_moves_the_encoder_at_its_own_learning_rate(pretrained, tfds_dir):
+  """Adam's first step moves every weight with a gradient by about its
+  learning rate: the encoder's by encoder_learning_rate, the head's by the
+  head's."""
+  config, weights = pretrained
+  head = heads.resnet_head(10, 64, blocks=1, bottleneck=8, width=16)
+  model = classify.PatchClassifier(classify.restore_encoder(config), head,
+                                   fine_tune=True, encoder_learning_rate=1e-5)
+  classify.compile_classifier(model, 1e-3)
+  trained = lambda layer: [v.numpy() for v in layer.trainable_variables]
+  head_before = trained(head)
+  train = data.classification_dataset("cifar10", "train[:64]", tfds_dir,
+                                      config.grid, 8, train=True)
+  model.fit(train, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
+  assert int(model.encoder_optimizer.iterations.numpy()) == 1
+  encoder_steps = np.concatenate([np.abs(a - b).ravel() for a, b in zip(
+      model.encoder.get_weights(), weights)])
+  head_steps = np.concatenate([np.abs(a - b).ravel() for a, b in zip(
+      trained(head), head_before)])
+  assert encoder_steps.max() == pytest.approx(1e-5, rel=0.05)
+  assert head_steps.max() == pytest.approx(1e-3, rel=0.05)
+
+
+def test_early_stopping_keeps_the_best_validation_weights(pretrained, tfds_dir):
+  config, _ = pretrained
+  model = classify.PatchClassifier(classify.restore_encoder(config),
+                                   heads.linear_head(10))
+  classify.compile_classifier(model, 1e-2)
+  train = data.classification_dataset("cifar10", "train[:64]", tfds_dir,
+                                      config.grid, 8, train=True)
+  held_out = data.classification_dataset("cifar10", "train[64:128]", tfds_dir,
+                                         config.grid, 8, train=False)
+  snapshots = []
+  record = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: (
+      snapshots.append((logs["val_top1"], model.encoder.get_weights()))))
+  tuned, steps = classify.fine_tune(
+      model, train, held_out, learning_rate=1e-2, encoder_learning_rate=1e-2,
+      max_steps=12, eval_every=2, patience=2, callbacks=[record])
+  assert steps == 2 * len(snapshots) and len(snapshots) >= 3
+  scores = [score for score, _ in snapshots]
+  best = int(np.argmax(scores))                     # the first of the best
+  for kept, expected in zip(tuned.encoder.get_weights(), snapshots[best][1]):
+    np.testing.assert_array_equal(kept, expected)
+
+
+@pytest.mark.parametrize("mode_flags", [
+    ["--mode=efficient", "--head_blocks=1", "--head_width=16",
+     "--head_bottleneck=8", "--fine_tune", "--fine_tune_steps=4",
+     "--eval_every=2", "--validation_fraction=0.2"],
+    ["--mode=supervised", "--pixel_blocks=1", "--pixel_width=8",
+     "--dropout=0.5"],
+])
+def test_run_eval_modes_end_to_end(pretrained, tfds_dir, tmp_path, mode_flags):
+  config, _ = pretrained
+  results = tmp_path / "results.jsonl"
+  result = subprocess.run(
+      [sys.executable, "run_eval.py", f"--model_dir={config.model_dir}",
+       "--train_split=train[:80]", "--test_split=test[:32]", "--batch_size=8",
+       "--train_steps=2", "--label_fraction=0.5", f"--results_file={results}",
+       *mode_flags],
+      cwd=REPO, env=dict(os.environ, TFDS_DATA_DIR=tfds_dir),
+      capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  record = json.loads(results.read_text())
+  assert record["mode"] == mode_flags[0].split("=")[1]
+  assert record["train_examples"] < 80 and record["label_fraction"] == 0.5
+  assert 0.0 <= record["test_top1"] <= record["test_top5"] <= 1.0
+  if "--fine_tune" in mode_flags:
+    assert record["fine_tune"] and record["fine_tune_steps"] in (2, 4)
+    assert "validation_top1" in record
+
+
+def test_run_eval_rejects_fine_tune_without_validation(pretrained, tfds_dir):
+  config, _ = pretrained
+  result = subprocess.run(
+      [sys.executable, "run_eval.py", f"--model_dir={config.model_dir}",
+       "--mode=efficient", "--fine_tune"], cwd=REPO,
+      env=dict(os.environ, TFDS_DATA_DIR=tfds_dir), capture_output=True,
+      text=True, timeout=300)
+  assert result.returncode != 0
+  assert "set --validation_fraction" in result.stderr
+  assert "Traceback" not in result.stderr
