@@ -1,0 +1,103 @@
+"""The data-efficiency curve (the paper's Figure 1): accuracy against the
+fraction of labels, one line per method, from run_eval.py result records."""
+
+import collections
+import io
+import json
+from typing import Dict, Iterable, List, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+# Each method is a set of run_eval.py flags.
+METHODS = {
+    "cpc_fixed": ["--mode=efficient"],
+    "cpc_fine_tuned": ["--mode=efficient", "--fine_tune"],
+    "random_fixed": ["--mode=efficient", "--random_init"],
+    "supervised": ["--mode=supervised"],
+}
+LABELS = {
+    "cpc_fixed": "ResNet on CPC features (fixed)",
+    "cpc_fine_tuned": "ResNet on CPC features (fine-tuned)",
+    "random_fixed": "ResNet on a random encoder (fixed)",
+    "supervised": "Supervised ResNet on pixels",
+}
+
+
+def method_of(record: dict) -> str:
+  """Which METHODS entry produced a run_eval.py record."""
+  if record["mode"] == "supervised":
+    return "supervised"
+  if record.get("random_init"):
+    return "random_fixed"
+  return "cpc_fine_tuned" if record.get("fine_tune") else "cpc_fixed"
+
+
+def read_records(path: str) -> List[dict]:
+  if not tf.io.gfile.exists(path):
+    return []
+  with tf.io.gfile.GFile(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def done(records: Iterable[dict]) -> set:
+  """(method, fraction, seed) of the runs already recorded."""
+  return {(method_of(r), r["label_fraction"], r["seed"]) for r in records}
+
+
+Summary = Dict[str, Dict[float, Tuple[float, float, int]]]
+
+
+def summarise(records: Iterable[dict], metric: str = "test_top1") -> Summary:
+  """method -> fraction -> (mean, standard deviation over seeds, seeds)."""
+  values = collections.defaultdict(lambda: collections.defaultdict(list))
+  for record in records:
+    values[method_of(record)][record["label_fraction"]].append(record[metric])
+  return {method: {fraction: (float(np.mean(v)), float(np.std(v)), len(v))
+                   for fraction, v in sorted(by_fraction.items())}
+          for method, by_fraction in values.items()}
+
+
+def markdown_table(summary: Summary, metric: str = "test_top1") -> str:
+  fractions = sorted({f for by_fraction in summary.values() for f in by_fraction})
+  lines = [f"{metric} (%), mean ± std over seeds (number of seeds)", "",
+           "| method | " + " | ".join(f"{f:.0%} labels" for f in fractions) + " |",
+           "| --- |" + " --- |" * len(fractions)]
+  for method in METHODS:
+    if method not in summary:
+      continue
+    cells = []
+    for fraction in fractions:
+      if fraction in summary[method]:
+        mean, std, seeds = summary[method][fraction]
+        cells.append(f"{100 * mean:.1f} ± {100 * std:.1f} ({seeds})")
+      else:
+        cells.append("–")
+    lines.append(f"| {LABELS[method]} | " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def plot(summary: Summary, metric: str = "test_top1") -> bytes:
+  """PNG bytes: accuracy against % of labels, error bars over seeds."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  from matplotlib import pyplot  # pylint: disable=g-import-not-at-top
+
+  figure, axes = pyplot.subplots(figsize=(6, 4.5))
+  for method in METHODS:
+    if method not in summary:
+      continue
+    fractions = sorted(summary[method])
+    means = [100 * summary[method][f][0] for f in fractions]
+    stds = [100 * summary[method][f][1] for f in fractions]
+    axes.errorbar([100 * f for f in fractions], means, yerr=stds, marker="o",
+                  capsize=3, label=LABELS[method])
+  axes.set_xscale("log")
+  axes.set_xlabel("% of labelled training images")
+  axes.set_ylabel(f"{metric} (%)")
+  axes.grid(True, which="both", alpha=0.3)
+  axes.legend()
+  buffer = io.BytesIO()
+  figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+  pyplot.close(figure)
+  return buffer.getvalue()

@@ -1,0 +1,76 @@
+"""The data-efficiency curve: summary, table, plot, and run_curve.py."""
+
+import dataclasses
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, TFDS_DIR
+from cpc_tf import config as config_lib
+from cpc_tf import curve
+from cpc_tf import pretrain
+
+
+def record(mode, fraction, seed, top1, **extra):
+  return {"mode": mode, "label_fraction": fraction, "seed": seed,
+          "test_top1": top1, **extra}
+
+
+def test_summary_and_table_from_known_records():
+  records = [
+      record("efficient", 0.01, 0, 0.50), record("efficient", 0.01, 1, 0.60),
+      record("efficient", 0.01, 0, 0.70, fine_tune=True),
+      record("efficient", 0.01, 0, 0.10, random_init=True),
+      record("supervised", 0.01, 0, 0.20), record("supervised", 1.0, 0, 0.90),
+  ]
+  summary = curve.summarise(records)
+  assert summary["cpc_fixed"][0.01] == pytest.approx((0.55, 0.05, 2))
+  assert summary["cpc_fine_tuned"][0.01] == pytest.approx((0.70, 0.0, 1))
+  assert summary["random_fixed"][0.01] == pytest.approx((0.10, 0.0, 1))
+  assert curve.done(records) == {
+      ("cpc_fixed", 0.01, 0), ("cpc_fixed", 0.01, 1),
+      ("cpc_fine_tuned", 0.01, 0), ("random_fixed", 0.01, 0),
+      ("supervised", 0.01, 0), ("supervised", 1.0, 0)}
+  table = curve.markdown_table(summary)
+  assert "| 1% labels | 100% labels |" in table
+  assert "| ResNet on CPC features (fixed) | 55.0 ± 5.0 (2) | – |" in table
+  assert "| Supervised ResNet on pixels | 20.0 ± 0.0 (1) | 90.0 ± 0.0 (1) |" in table
+  assert curve.plot(summary).startswith(b"\x89PNG")
+
+
+def test_run_curve_writes_table_and_plot_and_resumes(tmp_path, tfds_dir):
+  model_dir = str(tmp_path / "pretrained")
+  pretrain.pretrain(config_lib.PretrainConfig(
+      split="train[:64]", data_dir=TFDS_DIR, image_size=16, patch_size=8,
+      patch_stride=4, encoder_width=8, encoder_blocks=(1,), context_dim=8,
+      target_dim=8, steps_to_ignore=0, steps_to_predict=1, batch_size=4,
+      train_steps=2, checkpoint_every=2, log_every=2, jit_compile=False,
+      model_dir=model_dir))
+  out_dir = tmp_path / "curve"
+  eval_flags = tmp_path / "eval.cfg"
+  eval_flags.write_text(
+      f"--flagfile={os.path.join(REPO, 'flags', 'smoke_curve.cfg')}\n"
+      "--train_split=train[:200]\n")
+  command = [sys.executable, os.path.join(REPO, "run_curve.py"),
+             f"--model_dir={model_dir}", f"--out_dir={out_dir}",
+             f"--eval_flagfile={eval_flags}", "--fractions=0.5", "--seeds=0",
+             "--validation_fraction=0.2"]
+  env = dict(os.environ, TFDS_DATA_DIR=tfds_dir)
+  first = subprocess.run(command, cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=600)
+  assert first.returncode == 0, first.stderr[-3000:]
+  table = (out_dir / "curve.md").read_text()
+  for method in ("cpc_fixed", "cpc_fine_tuned", "supervised"):
+    assert f"| {curve.LABELS[method]} | " in table
+  assert (out_dir / "curve.png").read_bytes().startswith(b"\x89PNG")
+  assert f"Plot: {out_dir / 'curve.png'}" in first.stdout
+  runs = (out_dir / "results.jsonl").read_text().splitlines()
+  assert len(runs) == 3
+
+  again = subprocess.run(command, cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=600)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert again.stdout.count("done already") == 3
+  assert len((out_dir / "results.jsonl").read_text().splitlines()) == 3
