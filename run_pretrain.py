@@ -116,7 +116,18 @@ flags.DEFINE_integer("seed", D.seed, "Random seed.")
 flags.DEFINE_bool("deterministic", D.deterministic, "Deterministic ops and "
                   "input order (slower), for reproducible runs.")
 flags.DEFINE_bool("jit_compile", D.jit_compile, "Compile the train step with "
-                  "XLA (much faster on CPU for small patches).")
+                  "XLA (TPUs always use it; on a 2-core CPU it was 2x slower "
+                  "for flags/cifar10_cpu.cfg, see bench/pretrain_step.json).")
+flags.DEFINE_enum("precision", D.precision, sorted(config_lib.PRECISIONS),
+                  "float32; bfloat16: mixed bfloat16 (TPUs, recent CPUs); "
+                  "mixed_float16: with dynamic loss scaling (GPUs). Variables, "
+                  "the loss and the softmax stay float32.")
+flags.DEFINE_bool("recompute", D.recompute, "Recompute encoder activations "
+                  "in the backward pass, one chunk of patches at a time, so "
+                  "larger batches fit in memory (costs one more forward pass).")
+flags.DEFINE_integer("recompute_chunks", D.recompute_chunks, "--recompute: "
+                     "the patches of a replica's batch are encoded in this "
+                     "many chunks; peak encoder memory is about one chunk's.")
 
 FLAGS = flags.FLAGS
 
@@ -151,7 +162,8 @@ def config_from_flags() -> config_lib.PretrainConfig:
       model_dir=FLAGS.model_dir, strategy=FLAGS.strategy, tpu=FLAGS.tpu,
       checkpoint_every=FLAGS.checkpoint_every, log_every=FLAGS.log_every,
       seed=FLAGS.seed, deterministic=FLAGS.deterministic,
-      jit_compile=FLAGS.jit_compile)
+      jit_compile=FLAGS.jit_compile, precision=FLAGS.precision,
+      recompute=FLAGS.recompute, recompute_chunks=FLAGS.recompute_chunks)
 
 
 def main(argv):

@@ -13,6 +13,10 @@ from cpc_tf import infonce
 from cpc_tf.data import PatchGrid
 
 CONFIG_FILE = "config.json"
+# --precision -> Keras dtype policy: variables stay float32; the loss and the
+# softmax are computed in float32 (infonce.contrastive_loss).
+PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16",
+              "mixed_float16": "mixed_float16"}
 
 
 class ConfigError(ValueError):
@@ -65,14 +69,17 @@ class PretrainConfig:
   log_every: int = 100
   seed: int = 0
   deterministic: bool = False
-  jit_compile: bool = True
+  jit_compile: bool = False
+  precision: str = "float32"
+  recompute: bool = False
+  recompute_chunks: int = 8
 
   # Settings that define the trained variables: a checkpoint only fits a run
   # that agrees on all of them.
   MODEL_FIELDS = ("image_size", "patch_size", "patch_stride", "encoder",
                   "encoder_width", "encoder_blocks", "norm", "stem",
                   "directions", "share_context", "context_dim", "target_dim",
-                  "steps_to_ignore", "steps_to_predict")
+                  "steps_to_ignore", "steps_to_predict", "precision")
 
   @property
   def grid(self) -> PatchGrid:
@@ -127,6 +134,14 @@ class PretrainConfig:
                  "encoder_width", "context_dim", "target_dim"):
       if getattr(self, name) < 1:
         raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+    if self.precision not in PRECISIONS:
+      raise ConfigError(f"precision must be one of {sorted(PRECISIONS)}, got "
+                        f"{self.precision!r}")
+    if self.recompute and self.norm == "batch":
+      raise ConfigError("recompute encodes patches in chunks, which would give "
+                        "batch norm per-chunk statistics: use norm layer or none")
+    if self.recompute_chunks < 1:
+      raise ConfigError("recompute_chunks must be positive")
     if self.warmup_steps >= self.train_steps:
       raise ConfigError(f"warmup_steps ({self.warmup_steps}) must be smaller "
                         f"than train_steps ({self.train_steps})")

@@ -25,7 +25,9 @@ class MaskedResidualBlock(keras.layers.Layer):
   def build(self, input_shape):
     input_shape = tuple(input_shape)
     hidden = input_shape[:-1] + (self.hidden_dim,)
-    self.conv_out = layers.Conv2D(input_shape[-1], (1, 1), name="out")
+    # Built lazily, so it takes the block's dtype policy explicitly.
+    self.conv_out = layers.Conv2D(input_shape[-1], (1, 1), name="out",
+                                  dtype=self.dtype_policy)
     self.conv_in.build(input_shape)
     self.conv_row.build(hidden)
     self.conv_above.build(self.pad_top.compute_output_shape(hidden))

@@ -7,6 +7,12 @@ import tensorflow as tf
 STRATEGIES = ("default", "mirrored", "tpu", "multi_worker")
 
 
+def tpu_resolver(tpu: Optional[str]):
+  """The TPU's cluster resolver: a Cloud TPU name (looked up when the
+  strategy connects), a grpc:// address, or '' for a TPU VM's local TPU."""
+  return tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
+
+
 def make_strategy(name: str, tpu: Optional[str] = None) -> tf.distribute.Strategy:
   """default: one device; mirrored: every local GPU (or CPU); tpu: the TPU
   named by `tpu` (name or grpc:// address, '' for the local one);
@@ -16,7 +22,7 @@ def make_strategy(name: str, tpu: Optional[str] = None) -> tf.distribute.Strateg
   if name == "mirrored":
     return tf.distribute.MirroredStrategy()
   if name == "tpu":
-    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
+    resolver = tpu_resolver(tpu)
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)

@@ -61,11 +61,11 @@ def contrastive_loss(preds: tf.Tensor, targets: tf.Tensor,
   """
   batch, rows, cols = tf.shape(targets)[0], tf.shape(targets)[1], tf.shape(targets)[2]
   target_dim = targets.shape[-1]
+  # Scores, softmax and loss in float32 whatever the compute precision.
   flat_targets, label_offset = gather_targets(
-      tf.reshape(targets, [-1, target_dim]), negatives)
-  flat_preds = tf.reshape(preds, [-1, target_dim])
+      tf.cast(tf.reshape(targets, [-1, target_dim]), tf.float32), negatives)
+  flat_preds = tf.cast(tf.reshape(preds, [-1, target_dim]), tf.float32)
   logits = tf.matmul(flat_preds, flat_targets, transpose_b=True)
-  logits = tf.cast(logits, tf.float32)
 
   rows_i = rows - offset
   total = batch * rows_i * cols

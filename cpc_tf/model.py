@@ -7,21 +7,37 @@ from cpc_tf.infonce import CPCObjective
 
 
 def encode_patches(encoder: keras.Model, patches: tf.Tensor,
-                   training: bool = False) -> tf.Tensor:
-  """[B, H, W, p, p, C] patches -> [B, H, W, D] latents, each patch on its own."""
+                   training: bool = False, recompute_chunks: int = 0
+                   ) -> tf.Tensor:
+  """[B, H, W, p, p, C] patches -> [B, H, W, D] latents, each patch on its own.
+
+  recompute_chunks > 0 encodes the patches in that many chunks under
+  tf.recompute_grad: the backward pass recomputes each chunk's activations
+  instead of keeping them all.
+  """
   _, rows, cols, size, _, channels = patches.shape
   flat = tf.reshape(patches, [-1, size, size, channels])      # [B*H*W, p, p, C]
-  latents = encoder(flat, training=training)                  # [B*H*W, D]
+  count = flat.shape[0]
+  if recompute_chunks and count:
+    encode = tf.recompute_grad(lambda chunk: encoder(chunk, training=training))
+    sizes = [count // recompute_chunks + (i < count % recompute_chunks)
+             for i in range(recompute_chunks)]
+    latents = tf.concat([encode(chunk) for chunk in tf.split(flat, sizes)
+                         if chunk.shape[0]], axis=0)          # [B*H*W, D]
+  else:
+    latents = encoder(flat, training=training)                # [B*H*W, D]
   return tf.reshape(latents, [-1, rows, cols, latents.shape[-1]])
 
 
 class CPCModel(keras.Model):
   """Encoder f plus the A.2 objective, trained with a custom train_step."""
 
-  def __init__(self, encoder: keras.Model, objective: CPCObjective, **kwargs):
+  def __init__(self, encoder: keras.Model, objective: CPCObjective,
+               recompute_chunks: int = 0, **kwargs):
     super().__init__(**kwargs)
     self.encoder = encoder
     self.objective = objective
+    self.recompute_chunks = recompute_chunks
     self.loss_tracker = keras.metrics.Mean(name="loss")
     self.accuracy_tracker = keras.metrics.Mean(name="cpc_accuracy")
     self.direction_trackers = {
@@ -39,7 +55,8 @@ class CPCModel(keras.Model):
 
   def compute_cpc_loss(self, patches, training):
     """Returns (total loss, per-direction losses, contrastive accuracy)."""
-    latents = encode_patches(self.encoder, patches, training)   # [B, H, W, D]
+    latents = encode_patches(self.encoder, patches, training,   # [B, H, W, D]
+                             self.recompute_chunks if training else 0)
     losses, accuracy = self.objective(latents)
     return tf.add_n(list(losses.values())), losses, accuracy
 
@@ -55,8 +72,10 @@ class CPCModel(keras.Model):
     with tf.GradientTape() as tape:
       loss, losses, accuracy = self.compute_cpc_loss(patches, training=True)
       # Each replica holds the mean over its share of an equal split of the
-      # global batch; the optimizer sums gradients over replicas.
-      scaled_loss = loss / replicas
+      # global batch; the optimizer sums gradients over replicas. For
+      # float16, scale_loss also applies the dynamic loss scale (undone in
+      # apply_gradients).
+      scaled_loss = self.optimizer.scale_loss(loss / replicas)
     variables = self.trainable_variables
     gradients = tape.gradient(scaled_loss, variables)
     self.optimizer.apply_gradients(zip(gradients, variables))

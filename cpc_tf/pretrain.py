@@ -1,5 +1,6 @@
 """CPC pretraining: build under a strategy, resume, fit, checkpoint."""
 
+import contextlib
 import math
 
 import keras
@@ -26,15 +27,31 @@ def learning_rate_schedule(config: config_lib.PretrainConfig):
   return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps)
 
 
+@contextlib.contextmanager
+def dtype_policy(name: str):
+  """Layers built inside compute in this Keras dtype policy."""
+  previous = keras.config.dtype_policy()
+  keras.config.set_dtype_policy(name)
+  try:
+    yield
+  finally:
+    keras.config.set_dtype_policy(previous)
+
+
 def build_model(config: config_lib.PretrainConfig) -> CPCModel:
   """The compiled CPC model with all variables (optimizer slots too) created;
   call inside the strategy's scope."""
-  model = CPCModel(build_encoder(config.encoder_config), config.objective())
+  with dtype_policy(config_lib.PRECISIONS[config.precision]):
+    model = CPCModel(build_encoder(config.encoder_config), config.objective(),
+                     recompute_chunks=config.recompute_chunks
+                     if config.recompute else 0)
   grid = config.grid
   model(tf.zeros([1, grid.grid_size, grid.grid_size, grid.patch_size,
                   grid.patch_size, 3]))
-  model.compile(optimizer=keras.optimizers.Adam(learning_rate_schedule(config)),
-                jit_compile=config.jit_compile)
+  optimizer = keras.optimizers.Adam(learning_rate_schedule(config))
+  if config.precision == "mixed_float16":
+    optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+  model.compile(optimizer=optimizer, jit_compile=config.jit_compile)
   model.optimizer.build(model.trainable_variables)
   return model
 
