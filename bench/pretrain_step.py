@@ -1,8 +1,9 @@
-r"""Speed and peak memory of one CPC training step, with and without XLA.
+r"""Speed, FLOP/s and peak memory of one CPC training step: float32 and mixed
+bfloat16, with and without XLA, and with --recompute.
 
   python bench/pretrain_step.py --out=bench/pretrain_step.json
 
-Each (configuration, jit) pair runs in its own process so that its peak
+Each (configuration, variant) pair runs in its own process so that its peak
 resident memory (ru_maxrss) is its own. Synthetic patches are fed from memory:
 this measures the model's step, not the input pipeline
 (bench/input_pipeline.py does that).
@@ -41,7 +42,19 @@ CASES = {
         "--dataset=cifar10", "--split=train", f"--data_dir={TFDS_DIR}"],
 }
 
+# Settings measured for every case: float32 with and without XLA, mixed
+# bfloat16 with and without XLA, and float32 with --recompute.
+VARIANTS = {
+    "float32": ["--precision=float32", "--jit_compile=false"],
+    "float32_xla": ["--precision=float32", "--jit_compile=true"],
+    "bfloat16": ["--precision=bfloat16", "--jit_compile=false"],
+    "bfloat16_xla": ["--precision=bfloat16", "--jit_compile=true"],
+    "float32_recompute": ["--precision=float32", "--jit_compile=false",
+                          "--recompute"],
+}
+
 flags.DEFINE_list("cases", list(CASES), f"Configurations, from {list(CASES)}.")
+flags.DEFINE_list("variants", list(VARIANTS), f"Settings, from {list(VARIANTS)}.")
 flags.DEFINE_integer("steps", 5, "Timed steps per configuration.")
 flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing, compiling).")
 flags.DEFINE_string("out", "bench/pretrain_step.json", "JSON results file.")
@@ -92,7 +105,9 @@ def measure(case: str, steps: int, warmup: int) -> dict:
   patches = config.batch_size * grid.grid_size ** 2
   flops = step_flops(model, batch)
   return {
-      "case": case, "jit_compile": config.jit_compile, "batch_size": config.batch_size,
+      "case": case, "jit_compile": config.jit_compile,
+      "precision": config.precision, "recompute": config.recompute,
+      "batch_size": config.batch_size,
       "grid": grid.grid_size, "patch_size": grid.patch_size,
       "encoder_params": model.encoder.count_params(),
       "seconds_per_step": seconds,
@@ -113,17 +128,18 @@ def main(argv):
     return
   results = []
   for case in flags.FLAGS.cases:
-    for jit in (False, True):
+    for variant in flags.FLAGS.variants:
       proc = subprocess.run(
           [sys.executable, __file__, f"--one={case}", *CASES[case],
-           f"--jit_compile={jit}", f"--steps={flags.FLAGS.steps}",
+           *VARIANTS[variant], f"--steps={flags.FLAGS.steps}",
            f"--warmup={flags.FLAGS.warmup}"],
           cwd=REPO, capture_output=True, text=True, check=False)
       if proc.returncode:
-        result = {"case": case, "jit_compile": jit,
+        result = {"case": case, "variant": variant,
                   "error": proc.stderr.strip().splitlines()[-1:]}
       else:
-        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        result = {"variant": variant,
+                  **json.loads(proc.stdout.strip().splitlines()[-1])}
       print(json.dumps(result), flush=True)
       results.append(result)
   report = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
