@@ -1,12 +1,16 @@
 """Scale-out and speed options: precision, recompute, XLA, TPU flags, negatives."""
 
 import dataclasses
+import json
+import subprocess
+import sys
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import REPO
 from cpc_tf import config as config_lib
 from cpc_tf import distribute
 from cpc_tf import infonce
@@ -74,38 +78,59 @@ def test_tpu_flags_build_the_resolver_without_a_tpu():
   assert resolver.master() == "grpc://10.1.2.3:8470"
 
 
+TARGETS = [[[1.0, 0.0]], [[0.0, 2.0]],            # replica 0: rows 0 and 1
+           [[3.0, 1.0]], [[-1.0, 1.0]]]            # replica 1
+PREDS = [[0.5, 1.0], [1.0, -0.5]]                  # one per replica, from row 0
+
+# Runs in a fresh process: MirroredStrategy collectives of earlier tests in
+# this process would collide with these on their instance keys.
+TWO_REPLICAS = f"""
+import json, sys, numpy as np, tensorflow as tf
+sys.path.insert(0, {REPO!r})
+from cpc_tf import infonce
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+targets, preds = np.array({TARGETS}, np.float32), np.array({PREDS}, np.float32)
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+def per_replica(negatives):
+  r = tf.distribute.get_replica_context().replica_id_in_sync_group
+  own_targets = tf.reshape(tf.gather(targets, [2 * r, 2 * r + 1]), [1, 2, 1, 2])
+  own_preds = tf.reshape(tf.gather(preds, [r]), [1, 1, 1, 2])
+  return infonce.contrastive_loss(own_preds, own_targets, 1, negatives)[0]
+
+losses = {{}}
+for negatives in ("local", "global"):
+  result = tf.function(lambda: strategy.run(per_replica, args=(negatives,)))()
+  losses[negatives] = [float(v.numpy()[0])
+                       for v in strategy.experimental_local_results(result)]
+print(json.dumps(losses))
+"""
+
+
 def test_global_and_local_negatives_on_a_hand_built_case():
   """Two replicas, one image each, a 2x1 grid of 2-d targets; the prediction
   from row 0 aims at row 1. Local negatives: the replica's own two targets;
-  global: all four, labels offset by replica."""
-  targets = np.array([[[1.0, 0.0]], [[0.0, 2.0]],          # replica 0: rows 0, 1
-                      [[3.0, 1.0]], [[-1.0, 1.0]]], np.float32)  # replica 1
-  preds = np.array([[0.5, 1.0], [1.0, -0.5]], np.float32)  # one per replica
-  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-
-  def losses(negatives):
-    def per_replica(context):
-      r = context.replica_id_in_sync_group
-      own_targets = tf.reshape(tf.gather(targets, [2 * r, 2 * r + 1]), [1, 2, 1, 2])
-      own_preds = tf.reshape(tf.gather(preds, [r]), [1, 1, 1, 2])
-      return infonce.contrastive_loss(own_preds, own_targets, 1, negatives)[0]
-    result = strategy.run(
-        lambda: per_replica(tf.distribute.get_replica_context()))
-    return np.concatenate([v.numpy() for v in strategy.experimental_local_results(result)])
+  global: all four, the label offset by the replica's position."""
+  flat, preds = np.array(TARGETS).reshape(4, 2), np.array(PREDS)
 
   def cross_entropy(logits, label):
     return np.log(np.exp(logits).sum()) - logits[label]
 
-  flat = targets.reshape(4, 2)
-  expected_local = [cross_entropy(flat[0:2] @ preds[0], 1),
-                    cross_entropy(flat[2:4] @ preds[1], 1)]
-  expected_global = [cross_entropy(flat @ preds[0], 1),
-                     cross_entropy(flat @ preds[1], 3)]
-  np.testing.assert_allclose(losses("local"), expected_local, rtol=1e-5)
-  np.testing.assert_allclose(losses("global"), expected_global, rtol=1e-5)
+  run = subprocess.run([sys.executable, "-c", TWO_REPLICAS],
+                       capture_output=True, text=True, timeout=300)
+  assert run.returncode == 0, run.stderr[-3000:]
+  losses = json.loads(run.stdout.strip().splitlines()[-1])
+  np.testing.assert_allclose(losses["local"], [
+      cross_entropy(flat[0:2] @ preds[0], 1),
+      cross_entropy(flat[2:4] @ preds[1], 1)], rtol=1e-5)
+  np.testing.assert_allclose(losses["global"], [
+      cross_entropy(flat @ preds[0], 1),
+      cross_entropy(flat @ preds[1], 3)], rtol=1e-5)
 
   # On one replica they coincide.
-  one = [tf.constant(preds[:1].reshape(1, 1, 1, 2)),
-         tf.constant(targets[:2].reshape(1, 2, 1, 2)), 1]
+  one = [tf.constant(np.array(PREDS[:1], np.float32).reshape(1, 1, 1, 2)),
+         tf.constant(np.array(TARGETS[:2], np.float32).reshape(1, 2, 1, 2)), 1]
   np.testing.assert_array_equal(infonce.contrastive_loss(*one, "local")[0],
                                 infonce.contrastive_loss(*one, "global")[0])
