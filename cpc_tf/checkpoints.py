@@ -87,7 +87,6 @@ class CheckpointCallback(keras.callbacks.Callback):
     super().__init__()
     self.checkpoints = checkpoints
     self.preemption = preemption or Preemption()
-    self.preempted_at = None
 
   def on_train_batch_end(self, batch, logs=None):
     loss = (logs or {}).get("loss")
@@ -98,7 +97,6 @@ class CheckpointCallback(keras.callbacks.Callback):
           f"last good checkpoint is kept: {self.checkpoints.manager.latest_checkpoint}")
     if self.preemption.signal_received is not None:
       path = self.checkpoints.save(force=True)
-      self.preempted_at = step
       self.model.stop_training = True
       print(f"\nSIGTERM received: saved step {step} to {path}; run the same "
             "command to resume.", flush=True)

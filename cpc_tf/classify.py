@@ -1,6 +1,7 @@
 """Classification on CPC latents: patches -> frozen encoder -> latents -> head."""
 
 import json
+import math
 import os
 import time
 from typing import Optional
@@ -120,7 +121,7 @@ def fine_tune(model: PatchClassifier, train: tf.data.Dataset,
   stopping = keras.callbacks.EarlyStopping(
       monitor="val_top1", mode="max", patience=patience,
       restore_best_weights=True)
-  history = tuned.fit(train, epochs=-(-max_steps // eval_every),
+  history = tuned.fit(train, epochs=math.ceil(max_steps / eval_every),
                       steps_per_epoch=eval_every, validation_data=held_out,
                       callbacks=[*callbacks, stopping], shuffle=False, verbose=2)
   return tuned, len(history.history["loss"]) * eval_every
