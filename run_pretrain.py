@@ -108,6 +108,10 @@ flags.DEFINE_enum("strategy", D.strategy, distribute.STRATEGIES,
                   "tf.distribute strategy.")
 flags.DEFINE_string("tpu", D.tpu, "TPU name or grpc:// address for "
                     "--strategy=tpu ('' for the local TPU).")
+flags.DEFINE_integer("steps_per_execution", D.steps_per_execution, "Train "
+                     "steps run per call from Python (TPUs: 100s, to keep "
+                     "the host out of the loop); log_every must be a "
+                     "multiple, and callbacks see every Nth step.")
 flags.DEFINE_integer("checkpoint_every", D.checkpoint_every, "Save a "
                      "checkpoint every this many steps (and at the end).")
 flags.DEFINE_integer("log_every", D.log_every, "Log metrics to TensorBoard "
@@ -163,7 +167,8 @@ def config_from_flags() -> config_lib.PretrainConfig:
       checkpoint_every=FLAGS.checkpoint_every, log_every=FLAGS.log_every,
       seed=FLAGS.seed, deterministic=FLAGS.deterministic,
       jit_compile=FLAGS.jit_compile, precision=FLAGS.precision,
-      recompute=FLAGS.recompute, recompute_chunks=FLAGS.recompute_chunks)
+      recompute=FLAGS.recompute, recompute_chunks=FLAGS.recompute_chunks,
+      steps_per_execution=FLAGS.steps_per_execution)
 
 
 def main(argv):

@@ -1,7 +1,11 @@
 r"""Speed, FLOP/s and peak memory of one CPC training step: float32 and mixed
-bfloat16, with and without XLA, and with --recompute.
+bfloat16, with and without XLA, with --recompute, and with TF's Conv2D in
+place of the small-map matrix products (cpc_tf/small_conv.py); and the
+largest batch whose step fits in a memory budget.
 
   python bench/pretrain_step.py --out=bench/pretrain_step.json
+  python bench/pretrain_step.py --max_batch --cases=cifar10_cpu \
+      --variants=float32,float32_recompute --out=bench/max_batch.json
 
 Each (configuration, variant) pair runs in its own process so that its peak
 resident memory (ru_maxrss) is its own. Synthetic patches are fed from memory:
@@ -27,6 +31,7 @@ from absl import flags
 
 import run_pretrain  # defines the pretraining flags the cases set
 from cpc_tf import pretrain
+from cpc_tf import small_conv
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TFDS_DIR = os.environ.get("TFDS_DATA_DIR",
@@ -40,6 +45,18 @@ CASES = {
         "--strategy=default",
         # Synthetic patches are timed; the dataset only sizes the schedule.
         "--dataset=cifar10", "--split=train", f"--data_dir={TFDS_DIR}"],
+    # Reference configurations: batch 32 of 32x32 images, a 7x7 grid of 8x8
+    # patches. A ResNet-18-sized encoder (basic blocks, 3x3 stem: maps of
+    # 8x8, 4x4, 2x2, 1x1), and the LayerNorm ResNet-101 with [3, 4, 46, 3]
+    # blocks and a 4096-wide third stage (7x7/2 stem: 2x2 then 1x1 maps).
+    "resnet18_batch32": [
+        "--flagfile=flags/cifar10_cpu.cfg", "--encoder=resnet18",
+        "--encoder_width=64", "--encoder_blocks=2,2,2,2", "--stem=small",
+        "--batch_size=32"],
+    "resnet101_wide_batch32": [
+        "--flagfile=flags/cifar10_cpu.cfg", "--encoder=resnet101_wide",
+        "--encoder_width=64", "--encoder_blocks=3,4,46,3", "--stem=imagenet",
+        "--batch_size=32"],
 }
 
 # Settings measured for every case: float32 with and without XLA, mixed
@@ -51,7 +68,10 @@ VARIANTS = {
     "bfloat16_xla": ["--precision=bfloat16", "--jit_compile=true"],
     "float32_recompute": ["--precision=float32", "--jit_compile=false",
                           "--recompute"],
+    "float32_conv2d": ["--precision=float32", "--jit_compile=false",
+                       "--nosmall_map_matmul"],
 }
+MEMORY_BUDGET_MB = 8192
 
 flags.DEFINE_list("cases", list(CASES), f"Configurations, from {list(CASES)}.")
 flags.DEFINE_list("variants", list(VARIANTS), f"Settings, from {list(VARIANTS)}.")
@@ -60,6 +80,13 @@ flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing, compiling).")
 flags.DEFINE_string("out", "bench/pretrain_step.json", "JSON results file.")
 flags.DEFINE_string("one", None, "Internal: measure the configuration given "
                     "by the other flags in this process, under this name.")
+flags.DEFINE_bool("small_map_matmul", True, "Run convolutions on small maps "
+                  "as matrix products (SmallMapConv2D); false: TF's Conv2D.")
+flags.DEFINE_bool("max_batch", False, "Instead of timing, find the largest "
+                  f"batch whose training step peaks under {MEMORY_BUDGET_MB} "
+                  "MB resident, for each case and variant.")
+flags.DEFINE_integer("max_batch_probe", 16, "--max_batch: the first two "
+                     "batches measured are this and twice this.")
 
 
 def cpu_peak_gflops() -> float:
@@ -88,8 +115,19 @@ def step_flops(model, batch) -> float:
   return float(model_analyzer.profile(graph, options=options).total_float_ops)
 
 
+def conv2d_step_flops(model, batch) -> float:
+  """step_flops with every convolution as TF's Conv2D: the model's nominal
+  count, zero taps included (the small-map matrix products skip them)."""
+  small_conv.SmallMapConv2D.enabled = False
+  try:
+    return step_flops(model, batch)
+  finally:
+    small_conv.SmallMapConv2D.enabled = flags.FLAGS.small_map_matmul
+
+
 def measure(case: str, steps: int, warmup: int) -> dict:
   """Images/s, patches/s and peak RSS of `steps` training steps."""
+  small_conv.SmallMapConv2D.enabled = flags.FLAGS.small_map_matmul
   config = run_pretrain.config_from_flags()
   config.validate()
   grid = config.grid
@@ -104,6 +142,7 @@ def measure(case: str, steps: int, warmup: int) -> dict:
   seconds = (time.perf_counter() - start) / steps
   patches = config.batch_size * grid.grid_size ** 2
   flops = step_flops(model, batch)
+  nominal = conv2d_step_flops(model, batch)
   return {
       "case": case, "jit_compile": config.jit_compile,
       "precision": config.precision, "recompute": config.recompute,
@@ -116,8 +155,46 @@ def measure(case: str, steps: int, warmup: int) -> dict:
       "gflop_per_image": flops / config.batch_size / 1e9,
       "achieved_gflops": flops / seconds / 1e9,
       "fraction_of_cpu_peak": flops / seconds / 1e9 / cpu_peak_gflops(),
+      "nominal_gflop_per_image": nominal / config.batch_size / 1e9,
+      "nominal_fraction_of_cpu_peak":
+          nominal / seconds / 1e9 / cpu_peak_gflops(),
       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
   }
+
+
+def run_one(case: str, variant: str, *extra: str) -> dict:
+  """measure() in a fresh process, so that peak memory is this run's."""
+  proc = subprocess.run(
+      [sys.executable, __file__, f"--one={case}", *CASES[case],
+       *VARIANTS[variant], f"--steps={flags.FLAGS.steps}",
+       f"--warmup={flags.FLAGS.warmup}", *extra],
+      cwd=REPO, capture_output=True, text=True, check=False)
+  if proc.returncode:
+    return {"case": case, "variant": variant,
+            "error": proc.stderr.strip().splitlines()[-1:]}
+  return {"variant": variant, **json.loads(proc.stdout.strip().splitlines()[-1])}
+
+
+def largest_batch(case: str, variant: str) -> dict:
+  """Peak RSS is close to linear in the batch: measure two batches, predict
+  the largest under the budget from the line through them, then step down
+  until a measured run fits."""
+  def peak(batch):
+    result = run_one(case, variant, f"--batch_size={batch}")
+    return result.get("peak_rss_mb", float("inf"))
+
+  small = flags.FLAGS.max_batch_probe
+  probes = {small: peak(small), 2 * small: peak(2 * small)}
+  per_image = (probes[2 * small] - probes[small]) / small
+  batch = int(small + (MEMORY_BUDGET_MB - probes[small]) / max(per_image, 1e-3))
+  while batch > 1:
+    probes[batch] = peak(batch)
+    if probes[batch] <= MEMORY_BUDGET_MB:
+      break
+    batch = int(batch * 0.9)
+  return {"case": case, "variant": variant, "budget_mb": MEMORY_BUDGET_MB,
+          "largest_batch": batch, "mb_per_image": per_image,
+          "peak_rss_mb_by_batch": {str(b): p for b, p in sorted(probes.items())}}
 
 
 def main(argv):
@@ -129,17 +206,10 @@ def main(argv):
   results = []
   for case in flags.FLAGS.cases:
     for variant in flags.FLAGS.variants:
-      proc = subprocess.run(
-          [sys.executable, __file__, f"--one={case}", *CASES[case],
-           *VARIANTS[variant], f"--steps={flags.FLAGS.steps}",
-           f"--warmup={flags.FLAGS.warmup}"],
-          cwd=REPO, capture_output=True, text=True, check=False)
-      if proc.returncode:
-        result = {"case": case, "variant": variant,
-                  "error": proc.stderr.strip().splitlines()[-1:]}
+      if flags.FLAGS.max_batch:
+        result = largest_batch(case, variant)
       else:
-        result = {"variant": variant,
-                  **json.loads(proc.stdout.strip().splitlines()[-1])}
+        result = run_one(case, variant)
       print(json.dumps(result), flush=True)
       results.append(result)
   report = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),

@@ -15,37 +15,43 @@ class Checkpoints:
 
   Works on any tf.io.gfile path (gs://, ram://). TF writes the data and
   index files before it updates the `checkpoint` state file, so a run killed
-  mid-write still finds the previous checkpoint.
+  mid-write still finds the previous checkpoint. Restores from
+  model_dir/checkpoints and saves to write_dir/checkpoints (write_dir is
+  model_dir except on non-chief workers). Whether a step saves depends only
+  on the step, so all workers of a run save together.
   """
 
   def __init__(self, model_dir: str, model: keras.Model, every_steps: int,
-               max_to_keep: int = 3):
+               max_to_keep: int = 3, write_dir: str = None):
+    self.directory = os.path.join(model_dir, "checkpoints")
+    self.every_steps = every_steps
+    self.saved_step = 0
     self.checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
     self.manager = tf.train.CheckpointManager(
-        self.checkpoint, os.path.join(model_dir, "checkpoints"),
-        max_to_keep=max_to_keep, step_counter=model.optimizer.iterations,
-        checkpoint_interval=every_steps)
+        self.checkpoint, os.path.join(write_dir or model_dir, "checkpoints"),
+        max_to_keep=max_to_keep)
 
   def restore_latest(self) -> int:
     """Restores the newest checkpoint, if any; returns the step it holds."""
-    path = self.manager.latest_checkpoint
+    path = tf.train.latest_checkpoint(self.directory)
     if path is None:
       return 0
     self.checkpoint.restore(path).assert_existing_objects_matched()
     step = int(self.checkpoint.optimizer.iterations.numpy())
+    self.saved_step = step
     logging.info("Resumed from step %d (%s)", step, path)
     print(f"Resumed from step {step} ({path})", flush=True)
     return step
 
   def save(self, force: bool = False):
-    """Saves if `every_steps` have passed since the last save (or if forced
-    and the newest checkpoint is not of this step already)."""
+    """Saves when the step passes a multiple of `every_steps` (or, if forced,
+    unless this step is saved already)."""
     step = int(self.checkpoint.optimizer.iterations.numpy())
-    latest = self.manager.latest_checkpoint
-    if force and latest and latest.endswith(f"-{step}"):
-      return latest
-    return self.manager.save(checkpoint_number=step, check_interval=not force)
-
+    due = step // self.every_steps > self.saved_step // self.every_steps
+    if step == self.saved_step or not (force or due):
+      return self.manager.latest_checkpoint
+    self.saved_step = step
+    return self.manager.save(checkpoint_number=step)
 
 class NonFiniteLossError(RuntimeError):
   """Training produced a NaN or Inf loss."""

@@ -73,6 +73,7 @@ class PretrainConfig:
   precision: str = "float32"
   recompute: bool = False
   recompute_chunks: int = 8
+  steps_per_execution: int = 1
 
   # Settings that define the trained variables: a checkpoint only fits a run
   # that agrees on all of them.
@@ -142,6 +143,9 @@ class PretrainConfig:
                         "batch norm per-chunk statistics: use norm layer or none")
     if self.recompute_chunks < 1:
       raise ConfigError("recompute_chunks must be positive")
+    if self.steps_per_execution < 1 or self.log_every % self.steps_per_execution:
+      raise ConfigError(f"log_every ({self.log_every}) must be a multiple of "
+                        f"steps_per_execution ({self.steps_per_execution})")
     if self.warmup_steps >= self.train_steps:
       raise ConfigError(f"warmup_steps ({self.warmup_steps}) must be smaller "
                         f"than train_steps ({self.train_steps})")
@@ -165,11 +169,14 @@ def load_config(model_dir: str) -> Optional[PretrainConfig]:
     return PretrainConfig.from_json(f.read())
 
 
-def save_config(config: PretrainConfig):
-  """Writes model_dir/config.json, refusing one that contradicts the saved one."""
+def save_config(config: PretrainConfig, write: bool = True):
+  """Writes model_dir/config.json (if `write`), refusing one that contradicts
+  the saved one."""
   saved = load_config(config.model_dir)
   if saved is not None:
     check_compatible(saved, config)
+  if not write:
+    return
   tf.io.gfile.makedirs(config.model_dir)
   with tf.io.gfile.GFile(os.path.join(config.model_dir, CONFIG_FILE), "w") as f:
     f.write(config.to_json())

@@ -99,6 +99,9 @@ def pretrain_dataset(name: str, split: str, data_dir: Optional[str],
   batch_size = (input_context.get_per_replica_batch_size(global_batch_size)
                 if input_context else global_batch_size)
 
+  if seed is not None and input_context:
+    # Each worker's pipeline draws its own crops and order.
+    seed += 1000 * input_context.input_pipeline_id
   # Op seeds must be non-zero under op determinism.
   crop_seed = None if seed is None else seed + 1
 
@@ -108,7 +111,11 @@ def pretrain_dataset(name: str, split: str, data_dir: Optional[str],
 
   dataset = sources.get_source(name, split, data_dir).examples(
       input_context, shuffle_files=True, seed=seed)
-  dataset = dataset.repeat().shuffle(10 * batch_size, seed=seed)
+  # Seeded, a new iterator replays the same endless stream: Keras fit() under
+  # a distribution strategy draws one batch from a first iterator (to build
+  # the model) and then starts another.
+  dataset = dataset.repeat().shuffle(10 * batch_size, seed=seed,
+                                     reshuffle_each_iteration=seed is None)
   dataset = dataset.map(to_patches, num_parallel_calls=AUTOTUNE)
   dataset = dataset.batch(batch_size, drop_remainder=True)
   if augment.active:

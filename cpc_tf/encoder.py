@@ -1,9 +1,10 @@
-"""Encoder f: a pre-activation (v2) bottleneck ResNet ending in mean pooling.
+"""Encoder f: a pre-activation (v2) ResNet ending in mean pooling.
 
 Section 4.1: LayerNorm replaces BatchNorm ("LN"); ResNet-161 keeps the first
 three stacks of ResNet-101 with the third converted to 46 blocks of 4096-d
 outputs and 512-d bottlenecks. The same code, with fewer blocks and a smaller
-width, gives the CPU-sized encoders.
+width, gives the CPU-sized encoders. Convolutions are SmallMapConv2D: Conv2D
+computed as a matrix product on the tiny maps of small patches.
 """
 
 import dataclasses
@@ -12,14 +13,24 @@ from typing import Sequence, Tuple
 import keras
 from keras import layers
 
-# Per stage: (blocks, bottleneck width, output width) for a base width of 64.
+from cpc_tf.small_conv import SmallMapConv2D
+
+# Per stage: (blocks, bottleneck width, output width) for a base width of 64;
+# basic-block presets (two 3x3 convolutions a block) have no bottleneck and
+# list their width twice.
 PRESETS = {
+    "resnet18": ((2, 64, 64), (2, 128, 128), (2, 256, 256), (2, 512, 512)),
+    "resnet34": ((3, 64, 64), (4, 128, 128), (6, 256, 256), (3, 512, 512)),
     "resnet50": ((3, 64, 256), (4, 128, 512), (6, 256, 1024), (3, 512, 2048)),
     "resnet101": ((3, 64, 256), (4, 128, 512), (23, 256, 1024), (3, 512, 2048)),
     "resnet152": ((3, 64, 256), (8, 128, 512), (36, 256, 1024), (3, 512, 2048)),
     "resnet200": ((3, 64, 256), (24, 128, 512), (36, 256, 1024), (3, 512, 2048)),
     "resnet161": ((3, 64, 256), (4, 128, 512), (46, 512, 4096)),
+    # ResNet-101 with ResNet-161's third stage, all four stages kept.
+    "resnet101_wide": ((3, 64, 256), (4, 128, 512), (46, 512, 4096),
+                       (3, 512, 2048)),
 }
+BASIC_BLOCK_PRESETS = ("resnet18", "resnet34")
 NORMS = ("layer", "batch", "none")
 STEMS = ("imagenet", "small")
 
@@ -30,6 +41,7 @@ class EncoderConfig:
   stages: Tuple[Tuple[int, int, int], ...]
   norm: str = "layer"
   stem: str = "imagenet"
+  block: str = "bottleneck"   # or "basic"
 
   @property
   def output_dim(self) -> int:
@@ -56,7 +68,8 @@ def encoder_config(name: str, width: int = 64, blocks: Sequence[int] = (),
                      f"{len(preset)} stages of at least one block")
   stages = tuple((n, bottleneck * width // 64, out * width // 64)
                  for n, (_, bottleneck, out) in zip(blocks, preset))
-  return EncoderConfig(stages=stages, norm=norm, stem=stem)
+  block = "basic" if name in BASIC_BLOCK_PRESETS else "bottleneck"
+  return EncoderConfig(stages=stages, norm=norm, stem=stem, block=block)
 
 
 def norm_layer(kind: str, name: str) -> layers.Layer:
@@ -71,23 +84,40 @@ def norm_layer(kind: str, name: str) -> layers.Layer:
 
 
 def _conv(filters, kernel, strides=1, name=None):
-  return layers.Conv2D(filters, kernel, strides=strides, padding="same",
-                       use_bias=False, name=name)
+  return SmallMapConv2D(filters, kernel, strides=strides, padding="same",
+                        use_bias=False, name=name)
+
+
+def _preactivation(x, norm, name):
+  return layers.ReLU(name=f"{name}_preact_relu")(
+      norm_layer(norm, f"{name}_preact_norm")(x))
+
+
+def _shortcut(x, preact, output, strides, name):
+  if strides != 1 or x.shape[-1] != output:
+    return _conv(output, 1, strides, name=f"{name}_shortcut")(preact)
+  return x
 
 
 def bottleneck_block(x, bottleneck, output, strides, norm, name):
   """Pre-activation bottleneck block (He et al. 2016, "v2")."""
-  preact = layers.ReLU(name=f"{name}_preact_relu")(
-      norm_layer(norm, f"{name}_preact_norm")(x))
-  if strides != 1 or x.shape[-1] != output:
-    shortcut = _conv(output, 1, strides, name=f"{name}_shortcut")(preact)
-  else:
-    shortcut = x
+  preact = _preactivation(x, norm, name)
+  shortcut = _shortcut(x, preact, output, strides, name)
   y = _conv(bottleneck, 1, name=f"{name}_conv1")(preact)
   y = layers.ReLU(name=f"{name}_relu1")(norm_layer(norm, f"{name}_norm1")(y))
   y = _conv(bottleneck, 3, strides, name=f"{name}_conv2")(y)
   y = layers.ReLU(name=f"{name}_relu2")(norm_layer(norm, f"{name}_norm2")(y))
   y = _conv(output, 1, name=f"{name}_conv3")(y)
+  return layers.Add(name=f"{name}_add")([shortcut, y])
+
+
+def basic_block(x, width, strides, norm, name):
+  """Pre-activation basic block: two 3x3 convolutions (ResNet-18/34, v2)."""
+  preact = _preactivation(x, norm, name)
+  shortcut = _shortcut(x, preact, width, strides, name)
+  y = _conv(width, 3, strides, name=f"{name}_conv1")(preact)
+  y = layers.ReLU(name=f"{name}_relu1")(norm_layer(norm, f"{name}_norm1")(y))
+  y = _conv(width, 3, name=f"{name}_conv2")(y)
   return layers.Add(name=f"{name}_add")([shortcut, y])
 
 
@@ -107,8 +137,12 @@ def feature_maps(config: EncoderConfig, name: str = "encoder") -> keras.Model:
   for s, (blocks, bottleneck, output) in enumerate(config.stages):
     for b in range(blocks):
       strides = 2 if (s > 0 and b == 0) else 1
-      x = bottleneck_block(x, bottleneck, output, strides, config.norm,
-                      name=f"stage{s + 1}_block{b + 1}")
+      block_name = f"stage{s + 1}_block{b + 1}"
+      if config.block == "basic":
+        x = basic_block(x, output, strides, config.norm, block_name)
+      else:
+        x = bottleneck_block(x, bottleneck, output, strides, config.norm,
+                             block_name)
     maps.append(x)
   # The last stage ends with the final pre-activation norm and ReLU.
   maps[-1] = layers.ReLU(name="final_relu")(norm_layer(config.norm, "final_norm")(x))

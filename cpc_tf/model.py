@@ -65,7 +65,13 @@ class CPCModel(keras.Model):
     self.accuracy_tracker.update_state(accuracy)
     for name, value in losses.items():
       self.direction_trackers[name].update_state(value)
-    return {m.name: m.result() for m in self.metrics}
+    results = {m.name: m.result() for m in self.metrics}
+    if isinstance(tf.distribute.get_strategy(),
+                  tf.distribute.MultiWorkerMirroredStrategy):
+      # Keras 3 reduces multi-worker logs with a mean over axis 0, which
+      # scalars lack (tensorflow/tensorflow#72388): give them that axis.
+      results = {name: value[None] for name, value in results.items()}
+    return results
 
   def train_step(self, patches):
     replicas = tf.distribute.get_strategy().num_replicas_in_sync

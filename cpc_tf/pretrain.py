@@ -51,7 +51,8 @@ def build_model(config: config_lib.PretrainConfig) -> CPCModel:
   optimizer = keras.optimizers.Adam(learning_rate_schedule(config))
   if config.precision == "mixed_float16":
     optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-  model.compile(optimizer=optimizer, jit_compile=config.jit_compile)
+  model.compile(optimizer=optimizer, jit_compile=config.jit_compile,
+                steps_per_execution=config.steps_per_execution)
   model.optimizer.build(model.trainable_variables)
   return model
 
@@ -101,17 +102,21 @@ def pretrain(config: config_lib.PretrainConfig) -> CPCModel:
   """Trains to config.train_steps, resuming from model_dir if it holds a run."""
   config.validate()
   sources.get_source(config.dataset, config.split, config.data_dir)  # fail early
+  # The strategy first: joining a multi-worker cluster resets TF's context,
+  # global seed included.
+  strategy = distribute.make_strategy(config.strategy, config.tpu)
   keras.utils.set_random_seed(config.seed)
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
-  strategy = distribute.make_strategy(config.strategy, config.tpu)
   check_replicas(config, strategy)
-  config_lib.save_config(config)
+  chief = distribute.is_chief(strategy)
+  config_lib.save_config(config, write=chief)
 
   with strategy.scope():
     model = build_model(config)
-  checkpoints = checkpoints_lib.Checkpoints(config.model_dir, model,
-                                            config.checkpoint_every)
+  scratch = None if chief else distribute.scratch_dir(config.model_dir, strategy)
+  checkpoints = checkpoints_lib.Checkpoints(
+      config.model_dir, model, config.checkpoint_every, write_dir=scratch)
   start = checkpoints.restore_latest()
   remaining = config.train_steps - start
   if remaining <= 0:
@@ -124,10 +129,12 @@ def pretrain(config: config_lib.PretrainConfig) -> CPCModel:
   with checkpoints_lib.Preemption() as preemption:
     callbacks = [StopAtStep(config.train_steps),
                  checkpoints_lib.CheckpointCallback(checkpoints, preemption),
-                 summaries.ScalarSummaries(config.model_dir)]
+                 summaries.ScalarSummaries(config.model_dir, write=chief)]
     # One fit() and so one pass of one iterator over the data, in Keras
     # epochs of log_every steps (metrics are reset and logged per epoch).
     model.fit(dataset, epochs=math.ceil(remaining / config.log_every),
               steps_per_epoch=config.log_every, shuffle=False,
-              callbacks=callbacks, verbose=1)
+              callbacks=callbacks, verbose=1 if chief else 2)
+  if scratch:
+    tf.io.gfile.rmtree(scratch)
   return model

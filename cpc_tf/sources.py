@@ -64,13 +64,24 @@ class TFDSSource:
   def examples(self, input_context=None, shuffle_files=False, seed=None,
                indices: Optional[np.ndarray] = None) -> tf.data.Dataset:
     """Decoded examples; `indices` keeps only those positions of the
-    canonical order (then files are read in that order)."""
+    canonical order (then files are read in that order). With an
+    input_context of several input pipelines, each reads its own even share
+    of the split's examples (split by example, not by file: cifar10's train
+    split is a single file)."""
+    split = self.split
+    if input_context and input_context.num_input_pipelines > 1:
+      if indices is not None:
+        raise ValueError("indices cannot be combined with per-worker shards")
+      split = tfds.even_splits(split, input_context.num_input_pipelines)[
+          input_context.input_pipeline_id]
     if indices is not None:
       shuffle_files = False
-    read_config = tfds.ReadConfig(input_context=input_context,
-                                  shuffle_seed=seed, interleave_cycle_length=4)
+    # Seeded: every iterator over the dataset replays the same file order.
+    read_config = tfds.ReadConfig(
+        shuffle_seed=seed, interleave_cycle_length=4,
+        shuffle_reshuffle_each_iteration=seed is None)
     dataset = self.builder.as_dataset(
-        split=self.split, shuffle_files=shuffle_files, read_config=read_config,
+        split=split, shuffle_files=shuffle_files, read_config=read_config,
         decoders={"image": tfds.decode.SkipDecoding()})
     if indices is not None:
       keep = np.zeros(self.num_examples, bool)

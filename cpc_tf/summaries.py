@@ -9,11 +9,13 @@ import tensorflow as tf
 
 class ScalarSummaries(keras.callbacks.Callback):
   """Writes the metrics of each Keras epoch (here: --log_every steps) and the
-  learning rate to model_dir/<subdir>."""
+  learning rate to model_dir/<subdir> (nothing if not `write`: non-chief
+  workers)."""
 
-  def __init__(self, model_dir: str, subdir: str = "train"):
+  def __init__(self, model_dir: str, subdir: str = "train", write: bool = True):
     super().__init__()
-    self.writer = tf.summary.create_file_writer(os.path.join(model_dir, subdir))
+    self.writer = (tf.summary.create_file_writer(os.path.join(model_dir, subdir))
+                   if write else tf.summary.create_noop_writer())
 
   def on_epoch_end(self, epoch, logs=None):
     optimizer = self.model.optimizer

@@ -59,3 +59,21 @@ def test_bad_settings_are_named():
     encoder.encoder_config("resnet161", blocks=(1, 1, 1, 1))
   with pytest.raises(ValueError, match="unknown norm"):
     encoder.encoder_config("resnet50", norm="group")
+
+
+def test_basic_block_presets():
+  config = encoder.encoder_config("resnet18", stem="small")
+  assert config.block == "basic" and config.output_dim == 512
+  model = encoder.build_encoder(config)
+  # ResNet-18 has 11.2M parameters with its 1000-way classifier (0.5M) and
+  # 7x7 stem; here a 3x3 stem, no classifier, pre-activation norms.
+  assert model.count_params() / 1e6 == pytest.approx(11.2, abs=0.1)
+  names = [layer.name for layer in model.layers]
+  assert "stage4_block2_conv2" in names and "stage4_block2_conv3" not in names
+  assert model(tf.zeros([3, 8, 8, 3])).shape == (3, 512)
+
+
+def test_resnet101_wide_has_four_stages():
+  config = encoder.encoder_config("resnet101_wide")
+  assert [b for b, _, _ in config.stages] == [3, 4, 46, 3]
+  assert config.stages[2] == (46, 512, 4096) and config.output_dim == 2048

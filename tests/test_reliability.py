@@ -72,7 +72,8 @@ def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(
     run.send_signal(signal.SIGKILL)
     run.wait(timeout=60)
   killed_at = int(tf.train.latest_checkpoint(checkpoints).rsplit("-", 1)[1])
-  assert 6 <= killed_at < STEPS
+  # Each kill mid-save of step latest + 3 leaves at least latest + 2 saved.
+  assert 4 <= killed_at < STEPS
 
   final = start(model_dir, tfds_dir, tmp_path / "final.log")
   assert final.wait(timeout=600) == 0, (tmp_path / "final.log").read_text()[-3000:]

@@ -54,6 +54,16 @@ def test_smoke_trains_checkpoints_and_resumes(tmp_path, tfds_dir):
   assert "Traceback" not in third.stderr
 
 
+def test_steps_per_execution(tmp_path, tfds_dir):
+  model_dir = str(tmp_path / "run")
+  result = run_pretrain(tfds_dir, f"--model_dir={model_dir}",
+                        "--steps_per_execution=3", "--train_steps=6")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert tf.train.latest_checkpoint(
+      os.path.join(model_dir, "checkpoints")).endswith("ckpt-6")
+  assert scalar_steps(os.path.join(model_dir, "train"), "loss") == [3, 6]
+
+
 @pytest.mark.parametrize("flag,message", [
     ("--patch_size=40", "patch_size 40 is larger than the image size 32"),
     ("--dataset=no_such_dataset", "unknown TFDS dataset 'no_such_dataset'"),
@@ -79,6 +89,8 @@ def test_unknown_encoder_is_a_flag_error(tmp_path, tfds_dir):
     (dict(warmup_steps=2000), "warmup_steps (2000) must be smaller"),
     (dict(min_crop_area=0.0), "min_crop_area"),
     (dict(batch_size=0), "batch_size must be positive"),
+    (dict(steps_per_execution=2, log_every=3),
+     "log_every (3) must be a multiple of steps_per_execution (2)"),
 ])
 def test_config_validation(changes, message):
   config = dataclasses.replace(config_lib.PretrainConfig(), **changes)

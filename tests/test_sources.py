@@ -107,3 +107,22 @@ def test_tfds_label_subset_reads_the_chosen_examples(tfds_dir):
   chosen = np.array([1, 7, 30])
   picked = [int(ex["label"]) for ex in source.examples(indices=chosen)]
   assert picked == labels[chosen].tolist()
+
+
+def image_keys(dataset):
+  return [ex["image"].numpy().tobytes() for ex in dataset]
+
+
+@pytest.mark.parametrize("kind", ["tfds", "folder"])
+def test_per_worker_pipelines_split_the_examples(kind, tfds_dir, odd_folder):
+  """Two input pipelines (two workers) read disjoint shares that together
+  are the whole split, even from cifar10's single file."""
+  source = (sources.get_source("cifar10", "train[:40]", tfds_dir)
+            if kind == "tfds" else sources.FolderSource(str(odd_folder), "train"))
+  everything = image_keys(source.examples())
+  shares = [image_keys(source.examples(
+      tf.distribute.InputContext(2, worker, 2), shuffle_files=True, seed=1))
+            for worker in range(2)]
+  assert min(map(len, shares)) >= len(everything) // 2
+  assert not set(shares[0]) & set(shares[1])
+  assert sorted(shares[0] + shares[1]) == sorted(everything)

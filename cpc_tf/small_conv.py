@@ -1,0 +1,75 @@
+"""Convolution as one matrix product on small feature maps.
+
+With 8x8 patches every stage after the stem runs on 4x4, 2x2 or 1x1 maps.
+There TF's CPU convolution kernels, and above all their gradients, run far
+below the CPU's peak (bench/small_map_conv.py), and a 3x3 SAME convolution
+on a 1x1 map only ever reads its centre tap. SmallMapConv2D keeps Conv2D's
+variables (checkpoints are interchangeable) and, on maps of at most
+`max_pixels` pixels, computes the same result as a gathered-patch matrix
+product over only the taps that can touch the image.
+"""
+
+from typing import List, Tuple
+
+import keras
+import tensorflow as tf
+
+
+def same_padding(size: int, kernel: int, stride: int) -> Tuple[int, int, int]:
+  """(output size, padding before, padding after) of TF's SAME padding."""
+  out = -(-size // stride)
+  total = max((out - 1) * stride + kernel - size, 0)
+  return out, total // 2, total - total // 2
+
+
+def live_taps(size: int, kernel: int, stride: int) -> List[int]:
+  """Kernel offsets that read at least one real (not padded) input pixel."""
+  out, before, _ = same_padding(size, kernel, stride)
+  return [tap for tap in range(kernel)
+          if any(0 <= i * stride + tap - before < size for i in range(out))]
+
+
+class SmallMapConv2D(keras.layers.Conv2D):
+  """Conv2D (SAME padding, channels last) that turns into a matrix product
+  on maps of at most `max_pixels` pixels; larger or unknown sizes use
+  Conv2D's own kernel."""
+
+  # False: always TF's Conv2D (bench/pretrain_step.py compares the two).
+  enabled = True
+
+  def __init__(self, *args, max_pixels: int = 16, **kwargs):
+    super().__init__(*args, **kwargs)
+    if self.padding != "same" or self.data_format != "channels_last":
+      raise ValueError("SmallMapConv2D needs padding='same', channels_last")
+    if self.dilation_rate != (1, 1) or self.groups != 1:
+      raise ValueError("SmallMapConv2D has no dilation or groups")
+    self.max_pixels = max_pixels
+
+  def call(self, inputs):
+    height, width = inputs.shape[1], inputs.shape[2]
+    if (not self.enabled or height is None or width is None
+        or height * width > self.max_pixels):
+      return super().call(inputs)
+    (kernel_h, kernel_w), (stride_h, stride_w) = self.kernel_size, self.strides
+    out_h, top, bottom = same_padding(height, kernel_h, stride_h)
+    out_w, left, right = same_padding(width, kernel_w, stride_w)
+    padded = tf.pad(inputs, [[0, 0], [top, bottom], [left, right], [0, 0]])
+    kernel = tf.convert_to_tensor(self.kernel)      # [kh, kw, C_in, C_out]
+    columns, weights = [], []
+    for row in live_taps(height, kernel_h, stride_h):
+      for col in live_taps(width, kernel_w, stride_w):
+        columns.append(padded[:, row:row + (out_h - 1) * stride_h + 1:stride_h,
+                              col:col + (out_w - 1) * stride_w + 1:stride_w])
+        weights.append(kernel[row, col])
+    patches = tf.concat(columns, axis=-1)            # [N, oh, ow, taps*C_in]
+    flat = tf.reshape(patches, [-1, patches.shape[-1]])
+    outputs = tf.matmul(flat, tf.concat(weights, axis=0))   # [N*oh*ow, C_out]
+    outputs = tf.reshape(outputs, [-1, out_h, out_w, self.filters])
+    if self.use_bias:
+      outputs = outputs + tf.convert_to_tensor(self.bias)
+    if self.activation is not None:
+      outputs = self.activation(outputs)
+    return outputs
+
+  def get_config(self):
+    return {**super().get_config(), "max_pixels": self.max_pixels}

@@ -1,0 +1,65 @@
+"""SmallMapConv2D equals Conv2D (values and gradients) on every small map."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cpc_tf import small_conv
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("kernel,stride", [(1, 1), (1, 2), (3, 1), (3, 2),
+                                           (7, 2)])
+def test_matches_conv2d_and_its_gradients(size, kernel, stride):
+  rng = np.random.default_rng(size * 10 + kernel)
+  inputs = tf.constant(rng.standard_normal((6, size, size, 5), np.float32))
+  conv = keras.layers.Conv2D(4, kernel, strides=stride, padding="same",
+                             use_bias=True)
+  small = small_conv.SmallMapConv2D(4, kernel, strides=stride, padding="same",
+                                    use_bias=True, max_pixels=64)
+  conv.build(inputs.shape)
+  small.build(inputs.shape)
+  small.kernel.assign(conv.kernel)
+  small.bias.assign(rng.standard_normal(4).astype(np.float32))
+  conv.bias.assign(small.bias)
+
+  def value_and_grads(layer):
+    with tf.GradientTape() as tape:
+      tape.watch(inputs)
+      outputs = layer(inputs)
+      loss = tf.reduce_sum(outputs * tf.sin(outputs))
+    return [outputs, *tape.gradient(loss, [inputs, layer.kernel, layer.bias])]
+
+  for expected, got in zip(value_and_grads(conv), value_and_grads(small)):
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_only_taps_that_touch_the_image_are_used():
+  assert small_conv.live_taps(1, 3, 1) == [1]      # 1x1 map: the centre tap
+  assert small_conv.live_taps(2, 3, 1) == [0, 1, 2]
+  assert small_conv.live_taps(1, 3, 2) == [1]
+  assert small_conv.live_taps(2, 3, 2) == [0, 1]   # SAME pads after, not before
+  assert small_conv.same_padding(2, 3, 2) == (1, 0, 1)
+
+
+def op_types(layer, shape):
+  graph = tf.function(layer).get_concrete_function(
+      tf.TensorSpec(shape, tf.float32)).graph
+  return {op.type for op in graph.get_operations()}
+
+
+def test_large_or_unknown_maps_use_conv2d():
+  layer = small_conv.SmallMapConv2D(2, 3, padding="same", max_pixels=16)
+  layer.build((None, None, None, 3))
+  assert "Conv2D" in op_types(layer, [1, 5, 5, 3])        # 25 > 16 pixels
+  assert "Conv2D" in op_types(layer, [1, None, None, 3])
+  small = op_types(layer, [1, 4, 4, 3])
+  assert "MatMul" in small and "Conv2D" not in small
+
+
+def test_refuses_what_it_does_not_implement():
+  with pytest.raises(ValueError, match="padding='same'"):
+    small_conv.SmallMapConv2D(2, 3, padding="valid")
+  with pytest.raises(ValueError, match="dilation"):
+    small_conv.SmallMapConv2D(2, 3, padding="same", dilation_rate=2)
