@@ -85,6 +85,8 @@ flags.DEFINE_bool("small_map_matmul", True, "Run convolutions on small maps "
 flags.DEFINE_bool("max_batch", False, "Instead of timing, find the largest "
                   f"batch whose training step peaks under {MEMORY_BUDGET_MB} "
                   "MB resident, for each case and variant.")
+flags.DEFINE_bool("profile", False, "Also trace one step with the TF "
+                  "profiler and report the self-time by op type.")
 flags.DEFINE_integer("max_batch_probe", 16, "--max_batch: the first two "
                      "batches measured are this and twice this.")
 
@@ -125,6 +127,28 @@ def conv2d_step_flops(model, batch) -> float:
     small_conv.SmallMapConv2D.enabled = flags.FLAGS.small_map_matmul
 
 
+def time_by_op_type(model, dataset, top: int = 12) -> dict:
+  """Seconds of self-time per TF op type over one traced training step."""
+  import tempfile  # pylint: disable=g-import-not-at-top
+  from tensorflow.python.profiler.internal import _pywrap_profiler_plugin  # pylint: disable=g-import-not-at-top
+  logdir = tempfile.mkdtemp()
+  tf.profiler.experimental.start(logdir)
+  model.fit(dataset, epochs=1, steps_per_epoch=1, verbose=0)
+  tf.profiler.experimental.stop()
+  path = next(os.path.join(root, name) for root, _, names in os.walk(logdir)
+              for name in names if name.endswith(".xplane.pb"))
+  raw, _ = _pywrap_profiler_plugin.xspace_to_tools_data(
+      [path], "framework_op_stats", {})
+  table = json.loads(raw)[0]
+  columns = [c["id"] for c in table["cols"]]
+  totals = {}
+  for row in table["rows"]:
+    values = dict(zip(columns, (cell.get("v") for cell in row["c"])))
+    totals[values["type"]] = (totals.get(values["type"], 0.0)
+                              + values["total_self_time"] / 1e6)
+  return dict(sorted(totals.items(), key=lambda kv: -kv[1])[:top])
+
+
 def measure(case: str, steps: int, warmup: int) -> dict:
   """Images/s, patches/s and peak RSS of `steps` training steps."""
   small_conv.SmallMapConv2D.enabled = flags.FLAGS.small_map_matmul
@@ -143,7 +167,10 @@ def measure(case: str, steps: int, warmup: int) -> dict:
   patches = config.batch_size * grid.grid_size ** 2
   flops = step_flops(model, batch)
   nominal = conv2d_step_flops(model, batch)
+  profile = ({"seconds_by_op_type": time_by_op_type(model, dataset)}
+             if flags.FLAGS.profile else {})
   return {
+      **profile,
       "case": case, "jit_compile": config.jit_compile,
       "precision": config.precision, "recompute": config.recompute,
       "batch_size": config.batch_size,
@@ -167,7 +194,8 @@ def run_one(case: str, variant: str, *extra: str) -> dict:
   proc = subprocess.run(
       [sys.executable, __file__, f"--one={case}", *CASES[case],
        *VARIANTS[variant], f"--steps={flags.FLAGS.steps}",
-       f"--warmup={flags.FLAGS.warmup}", *extra],
+       f"--warmup={flags.FLAGS.warmup}",
+       f"--{'' if flags.FLAGS.profile else 'no'}profile", *extra],
       cwd=REPO, capture_output=True, text=True, check=False)
   if proc.returncode:
     return {"case": case, "variant": variant,

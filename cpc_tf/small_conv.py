@@ -29,6 +29,21 @@ def live_taps(size: int, kernel: int, stride: int) -> List[int]:
           if any(0 <= i * stride + tap - before < size for i in range(out))]
 
 
+def _window(images: tf.Tensor, row: int, col: int, size: Tuple[int, int],
+            strides: Tuple[int, int]) -> tf.Tensor:
+  """The [N, oh, ow, C] pixels read by a kernel tap whose first pixel is
+  (row, col) of `images`, with the cheapest op that does it: the tensor
+  itself, a slice, or a strided slice (whose gradient, StridedSliceGrad, is
+  slow on CPU)."""
+  (out_h, out_w), (stride_h, stride_w) = size, strides
+  if (stride_h, stride_w) != (1, 1):
+    return images[:, row:row + (out_h - 1) * stride_h + 1:stride_h,
+                  col:col + (out_w - 1) * stride_w + 1:stride_w]
+  if (row, col) == (0, 0) and tuple(images.shape[1:3]) == (out_h, out_w):
+    return images
+  return tf.slice(images, [0, row, col, 0], [-1, out_h, out_w, -1])
+
+
 class SmallMapConv2D(keras.layers.Conv2D):
   """Conv2D (SAME padding, channels last) that turns into a matrix product
   on maps of at most `max_pixels` pixels; larger or unknown sizes use
@@ -53,15 +68,27 @@ class SmallMapConv2D(keras.layers.Conv2D):
     (kernel_h, kernel_w), (stride_h, stride_w) = self.kernel_size, self.strides
     out_h, top, bottom = same_padding(height, kernel_h, stride_h)
     out_w, left, right = same_padding(width, kernel_w, stride_w)
-    padded = tf.pad(inputs, [[0, 0], [top, bottom], [left, right], [0, 0]])
+    padded = None
     kernel = tf.convert_to_tensor(self.kernel)      # [kh, kw, C_in, C_out]
     columns, weights = [], []
     for row in live_taps(height, kernel_h, stride_h):
       for col in live_taps(width, kernel_w, stride_w):
-        columns.append(padded[:, row:row + (out_h - 1) * stride_h + 1:stride_h,
-                              col:col + (out_w - 1) * stride_w + 1:stride_w])
+        first_row, first_col = row - top, col - left
+        inside = (first_row >= 0 and first_col >= 0
+                  and first_row + (out_h - 1) * stride_h < height
+                  and first_col + (out_w - 1) * stride_w < width)
+        if inside:      # reads no padding: e.g. the centre tap on a 1x1 map
+          window = _window(inputs, first_row, first_col, (out_h, out_w),
+                           self.strides)
+        else:
+          if padded is None:
+            padded = tf.pad(inputs, [[0, 0], [top, bottom], [left, right],
+                                     [0, 0]])
+          window = _window(padded, row, col, (out_h, out_w), self.strides)
+        columns.append(window)
         weights.append(kernel[row, col])
-    patches = tf.concat(columns, axis=-1)            # [N, oh, ow, taps*C_in]
+    patches = (columns[0] if len(columns) == 1       # [N, oh, ow, taps*C_in]
+               else tf.concat(columns, axis=-1))
     flat = tf.reshape(patches, [-1, patches.shape[-1]])
     outputs = tf.matmul(flat, tf.concat(weights, axis=0))   # [N*oh*ow, C_out]
     outputs = tf.reshape(outputs, [-1, out_h, out_w, self.filters])
