@@ -4,6 +4,7 @@ import math
 import os
 import signal
 import threading
+from typing import Optional
 
 import keras
 import tensorflow as tf
@@ -22,7 +23,7 @@ class Checkpoints:
   """
 
   def __init__(self, model_dir: str, model: keras.Model, every_steps: int,
-               max_to_keep: int = 3, write_dir: str = None):
+               max_to_keep: int = 3, write_dir: Optional[str] = None):
     self.directory = os.path.join(model_dir, "checkpoints")
     self.every_steps = every_steps
     self.saved_step = 0
@@ -52,6 +53,7 @@ class Checkpoints:
       return self.manager.latest_checkpoint
     self.saved_step = step
     return self.manager.save(checkpoint_number=step)
+
 
 class NonFiniteLossError(RuntimeError):
   """Training produced a NaN or Inf loss."""
