@@ -18,6 +18,14 @@ Top-1/top-5 on the test split are printed and appended as one JSON line to
   python run_eval.py --mode=export --model_dir=/tmp/cpc_tf_smoke \
       --export_dir=/tmp/cpc_tf_smoke/export
 
+  python run_eval.py --mode=detection --model_dir=/tmp/cpc_tf_smoke \
+      --detection_data=../shared/data/fruit_detection
+
+--mode=detection: keras-hub's RetinaNet with the encoder, applied to whole
+images, as its backbone (fixed; --fine_tune then trains it too at
+--encoder_learning_rate); mAP@0.5, 11-point and all-points, per class and
+overall, on --test_split of a VOC-style folder.
+
 --mode=export: a SavedModel of the encoder with the evaluation preprocessing;
 signatures serving_default (uint8 images [N, H, W, 3]) and serving_encoded
 (JPEG/PNG bytes [N]) return features [N, D] and latents [N, G, G, D].
@@ -37,18 +45,21 @@ from absl import flags
 from cpc_tf import classify
 from cpc_tf import config as config_lib
 from cpc_tf import data
+from cpc_tf import detect
 from cpc_tf import encoder as encoder_lib
 from cpc_tf import export as export_lib
 from cpc_tf import heads
 from cpc_tf import sources
 from cpc_tf import subsets
+from cpc_tf import voc
 
-MODES = ["linear", "efficient", "supervised", "export"]
+MODES = ["linear", "efficient", "supervised", "detection", "export"]
 
 flags.DEFINE_enum("mode", "linear", MODES,
                   "linear: the A.3 linear probe; efficient: a ResNet head on "
                   "the latents (optionally fine-tuning the encoder); "
-                  "supervised: the A.4 pixel baseline; export: write a "
+                  "supervised: the A.4 pixel baseline; detection: RetinaNet "
+                  "on the encoder, mAP on a VOC-style folder; export: write a "
                   "SavedModel of the encoder to --export_dir.")
 flags.DEFINE_string("model_dir", None, "Pretraining model_dir: its "
                     "config.json and newest checkpoint are used.")
@@ -87,7 +98,7 @@ flags.DEFINE_enum("head_norm", "batch", encoder_lib.NORMS,
                   "efficient: normalisation in the head.")
 flags.DEFINE_float("dropout", 0.0, "Dropout before the last linear layer "
                    "(efficient and supervised modes).")
-flags.DEFINE_bool("fine_tune", False, "efficient: after --train_steps with "
+flags.DEFINE_bool("fine_tune", False, "efficient, detection: after --train_steps with "
                   "the encoder fixed, train encoder and head together.")
 flags.DEFINE_float("encoder_learning_rate", 5e-5, "--fine_tune: the "
                    "encoder's own (smaller) Adam learning rate.")
@@ -109,6 +120,24 @@ flags.DEFINE_enum("pixel_norm", "batch", encoder_lib.NORMS,
                   "supervised: normalisation in the ResNet.")
 flags.DEFINE_enum("pixel_stem", None, encoder_lib.STEMS, "supervised: stem "
                   "(default: the pretraining encoder's).")
+# Transfer to detection (Sections 2.2, 4.3).
+flags.DEFINE_string("detection_data", None, "detection: a VOC-style folder "
+                    "(one XML per image, in <split>/ subfolders or not, or "
+                    "the VOCdevkit layout).")
+flags.DEFINE_integer("detection_image_size", 256, "detection: images are "
+                     "resized to this square size.")
+flags.DEFINE_integer("min_level", 3, "detection: finest pyramid level "
+                     "(stride 2^level); must be an encoder stage's level.")
+flags.DEFINE_integer("max_level", 7, "detection: coarsest pyramid level; "
+                     "levels above the encoder's come from strided convs.")
+flags.DEFINE_integer("head_convs", 4, "detection: 3x3 convolutions in each "
+                     "RetinaNet head before its output layer.")
+flags.DEFINE_float("min_scale", 0.75, "detection: scale augmentation, least "
+                   "factor (1 and --max_scale=1: none).")
+flags.DEFINE_float("max_scale", 1.25, "detection: scale augmentation, "
+                   "largest factor.")
+flags.DEFINE_float("color_drop", 0.5, "detection: probability of colour "
+                   "dropping per training image (Section 4.3).")
 flags.DEFINE_string("export_dir", None, "--mode=export: where the SavedModel "
                     "goes (any tf.io.gfile path, e.g. gs://); must not hold "
                     "one already.")
@@ -140,14 +169,23 @@ def export() -> str:
 
 
 def check_flags():
-  if FLAGS.fine_tune and FLAGS.mode != "efficient":
-    raise config_lib.ConfigError("--fine_tune is for --mode=efficient")
-  if FLAGS.fine_tune and FLAGS.validation_fraction <= 0:
+  if FLAGS.fine_tune and FLAGS.mode not in ("efficient", "detection"):
+    raise config_lib.ConfigError("--fine_tune is for --mode=efficient or "
+                                 "--mode=detection")
+  if FLAGS.mode == "detection":
+    if not FLAGS.detection_data:
+      raise config_lib.ConfigError("--mode=detection needs --detection_data")
+    if not 0 < FLAGS.min_scale <= FLAGS.max_scale:
+      raise config_lib.ConfigError("need 0 < --min_scale <= --max_scale")
+    if not 0 <= FLAGS.color_drop <= 1:
+      raise config_lib.ConfigError("--color_drop must be in [0, 1]")
+  elif FLAGS.fine_tune and FLAGS.validation_fraction <= 0:
     raise config_lib.ConfigError(
         "--fine_tune stops early on held-out data: set --validation_fraction")
   for name in ("batch_size", "train_steps", "eval_every", "patience",
                "fine_tune_steps", "head_blocks", "head_width",
-               "head_bottleneck", "pixel_width"):
+               "head_bottleneck", "pixel_width", "detection_image_size",
+               "head_convs"):
     if getattr(FLAGS, name) < 1:
       raise config_lib.ConfigError(f"--{name} must be at least 1")
   if not 0 <= FLAGS.dropout < 1:
@@ -255,6 +293,58 @@ def evaluate() -> dict:
   }
 
 
+def detection() -> dict:
+  """Trains RetinaNet on the encoder and returns the test mAP record."""
+  clock = classify.WallClock()
+  check_flags()
+  config = pretrain_config()
+  train_annotations, train_report = voc.load(FLAGS.detection_data,
+                                             FLAGS.train_split)
+  test_annotations, test_report = voc.load(FLAGS.detection_data,
+                                           FLAGS.test_split)
+  names = voc.class_names(train_annotations)
+  encoder = classify.restore_encoder(config, FLAGS.random_init)
+  keras.utils.set_random_seed(FLAGS.seed)
+  size = FLAGS.detection_image_size
+  try:
+    detector = detect.build_detector(
+        encoder_lib.stage_maps(encoder, config.encoder_config),
+        config.encoder_config,
+        len(names), FLAGS.min_level, FLAGS.max_level, FLAGS.head_convs)
+  except ValueError as e:
+    raise config_lib.ConfigError(str(e)) from e
+  train = detect.detection_dataset(
+      train_annotations, names, size, FLAGS.batch_size, train=True,
+      min_scale=FLAGS.min_scale, max_scale=FLAGS.max_scale,
+      color_drop=FLAGS.color_drop, seed=FLAGS.seed)
+  detect.train(detector, train, FLAGS.train_steps, FLAGS.learning_rate)
+  if FLAGS.fine_tune:
+    detector = detect.fine_tunable(detector, FLAGS.encoder_learning_rate)
+    detect.train(detector, train, FLAGS.fine_tune_steps, FLAGS.learning_rate)
+  metrics = detect.evaluate_map(detector, test_annotations, names, size,
+                                FLAGS.batch_size)
+  return {
+      "mode": "detection", "random_init": FLAGS.random_init,
+      "fine_tune": FLAGS.fine_tune, "dataset": FLAGS.detection_data,
+      "train_split": FLAGS.train_split, "test_split": FLAGS.test_split,
+      "classes": names, "train_images": len(train_annotations),
+      "test_images": len(test_annotations),
+      "repairs": {split: dataclasses.asdict(report) | {
+          "skipped_files": len(report.skipped_files)} for split, report in
+                  (("train", train_report), ("test", test_report))},
+      "steps": FLAGS.train_steps,
+      "fine_tune_steps": FLAGS.fine_tune_steps if FLAGS.fine_tune else 0,
+      "batch_size": FLAGS.batch_size, "learning_rate": FLAGS.learning_rate,
+      "detector_params": detector.count_params(),
+      "eval_flags": {name: getattr(FLAGS, name) for name in (
+          "detection_image_size", "min_level", "max_level", "head_convs",
+          "min_scale", "max_scale", "color_drop", "encoder_learning_rate")},
+      "seed": FLAGS.seed, "wall_seconds": round(clock.seconds(), 1),
+      "pretrain_config": dataclasses.asdict(config),
+      **{f"test_{name}": value for name, value in metrics.items()},
+  }
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -262,20 +352,30 @@ def main(argv):
     if FLAGS.mode == "export":
       print(f"Exported the encoder to {export()}")
       return
-    record = evaluate()
+    record = detection() if FLAGS.mode == "detection" else evaluate()
   except (config_lib.ConfigError, sources.DataError) as e:
     sys.exit(f"run_eval.py: error: {e}")
+  print(describe(record))
   path = classify.append_result(FLAGS.model_dir, record, FLAGS.results_file)
+  print(f"Result appended to {path}")
+
+
+def describe(record: dict) -> str:
+  """One line: what was evaluated and its headline metric."""
   kind = {"linear": "linear probe", "efficient": "efficient classifier",
-          "supervised": "supervised pixel baseline"}[FLAGS.mode]
+          "supervised": "supervised pixel baseline",
+          "detection": "RetinaNet detector"}[FLAGS.mode]
   if FLAGS.random_init:
     kind += " (random encoder)"
   if FLAGS.fine_tune:
     kind += " (fine-tuned)"
-  print(f"{kind} on {record['dataset']} {record['test_split']} with "
-        f"{FLAGS.label_fraction:g} of the labels: top-1 "
-        f"{record['test_top1']:.4f}, top-5 {record['test_top5']:.4f}")
-  print(f"Result appended to {path}")
+  if FLAGS.mode == "detection":
+    return (f"{kind} on {record['dataset']} {record['test_split']}: mAP@0.5 "
+            f"{record['test_map_all_points']:.4f} (all points), "
+            f"{record['test_map_11_point']:.4f} (11-point)")
+  return (f"{kind} on {record['dataset']} {record['test_split']} with "
+          f"{FLAGS.label_fraction:g} of the labels: top-1 "
+          f"{record['test_top1']:.4f}, top-5 {record['test_top5']:.4f}")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from absl import flags
 import run_pretrain  # defines the pretraining flags the cases set
 from cpc_tf import pretrain
 from cpc_tf import small_conv
+from tensorflow.python.util import _pywrap_util_port  # pylint: disable=g-direct-tensorflow-import
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TFDS_DIR = os.environ.get("TFDS_DATA_DIR",
@@ -87,16 +88,34 @@ flags.DEFINE_bool("max_batch", False, "Instead of timing, find the largest "
                   "MB resident, for each case and variant.")
 flags.DEFINE_bool("profile", False, "Also trace one step with the TF "
                   "profiler and report the self-time by op type.")
+flags.DEFINE_enum("onednn", "default", ["default", "on", "off"],
+                  "TF's oneDNN CPU kernels in the measured processes "
+                  "(TF_ENABLE_ONEDNN_OPTS); default: TF's choice for this CPU.")
 flags.DEFINE_integer("max_batch_probe", 16, "--max_batch: the first two "
                      "batches measured are this and twice this.")
 
 
-def cpu_peak_gflops() -> float:
-  """fp32 peak of this CPU: cores x clock x 32 FLOP/cycle (two 256-bit FMA
-  units, 8 lanes, 2 FLOP per FMA: AVX2+FMA, and Zen 4's double-pumped AVX-512)."""
+def cpu_info() -> dict:
+  """The first processor's /proc/cpuinfo fields."""
   with open("/proc/cpuinfo") as f:
-    mhz = float(next(line for line in f if line.startswith("cpu MHz")).split(":")[1])
-  return os.cpu_count() * mhz / 1e3 * 32
+    lines = f.read().split("\n\n")[0].splitlines()
+  return {k.strip(): v.strip() for k, _, v in (l.partition(":") for l in lines)}
+
+
+def flop_per_cycle(info: dict) -> int:
+  """fp32 FLOP per cycle and core: two FMA pipes x lanes x 2 FLOP per FMA.
+  16 lanes where AVX-512 runs at full width (AMD Zen 5, family 26; Intel
+  server cores), 8 for AVX2 and for Zen 4's double-pumped AVX-512."""
+  avx512 = "avx512f" in info.get("flags", "").split()
+  zen4_or_older = (info.get("vendor_id") == "AuthenticAMD"
+                   and int(info.get("cpu family", 0)) < 26)
+  return 64 if avx512 and not zen4_or_older else 32
+
+
+def cpu_peak_gflops() -> float:
+  """fp32 peak of this CPU: cores x clock x FLOP per cycle."""
+  info = cpu_info()
+  return os.cpu_count() * float(info["cpu MHz"]) / 1e3 * flop_per_cycle(info)
 
 
 def step_flops(model, batch) -> float:
@@ -125,6 +144,33 @@ def conv2d_step_flops(model, batch) -> float:
     return step_flops(model, batch)
   finally:
     small_conv.SmallMapConv2D.enabled = flags.FLAGS.small_map_matmul
+
+
+def padding_flops_per_patch(model, patch_size: int) -> float:
+  """Forward and backward FLOPs per patch that the nominal count gives to
+  kernel taps over SAME padding (zeros): 2 x C_in x C_out per (output,
+  padded input) pair, three times (forward, input and kernel gradients;
+  twice for the stem, whose input gradient is never computed)."""
+  small_conv.SmallMapConv2D.enabled = False
+  try:
+    graph = tf.function(model.encoder).get_concrete_function(
+        tf.TensorSpec([1, patch_size, patch_size, 3])).graph
+  finally:
+    small_conv.SmallMapConv2D.enabled = flags.FLAGS.small_map_matmul
+  total = 0.0
+  for op in graph.get_operations():
+    if op.type != "Conv2D":
+      continue
+    _, height, width, channels = op.inputs[0].shape
+    kernel_h, kernel_w, _, filters = op.inputs[1].shape
+    _, stride_h, stride_w, _ = op.get_attr("strides")
+    rows = small_conv.tap_of_input(height, kernel_h, stride_h)
+    cols = small_conv.tap_of_input(width, kernel_w, stride_w)
+    real = np.sum(rows >= 0) * np.sum(cols >= 0)
+    padded = rows.shape[1] * cols.shape[1] * kernel_h * kernel_w - real
+    passes = 2 if "stem" in op.name else 3
+    total += passes * 2 * channels * filters * padded
+  return total
 
 
 def time_by_op_type(model, dataset, top: int = 12) -> dict:
@@ -167,6 +213,7 @@ def measure(case: str, steps: int, warmup: int) -> dict:
   patches = config.batch_size * grid.grid_size ** 2
   flops = step_flops(model, batch)
   nominal = conv2d_step_flops(model, batch)
+  useful = nominal - patches * padding_flops_per_patch(model, grid.patch_size)
   profile = ({"seconds_by_op_type": time_by_op_type(model, dataset)}
              if flags.FLAGS.profile else {})
   return {
@@ -179,24 +226,29 @@ def measure(case: str, steps: int, warmup: int) -> dict:
       "seconds_per_step": seconds,
       "images_per_second": config.batch_size / seconds,
       "patches_per_second": patches / seconds,
-      "gflop_per_image": flops / config.batch_size / 1e9,
-      "achieved_gflops": flops / seconds / 1e9,
-      "fraction_of_cpu_peak": flops / seconds / 1e9 / cpu_peak_gflops(),
+      # Model FLOPs: the Conv2D count without taps over padding (zeros).
+      "gflop_per_image": useful / config.batch_size / 1e9,
+      "achieved_gflops": useful / seconds / 1e9,
+      "fraction_of_cpu_peak": useful / seconds / 1e9 / cpu_peak_gflops(),
+      # The Conv2D count with padding taps, and what this graph executes.
       "nominal_gflop_per_image": nominal / config.batch_size / 1e9,
-      "nominal_fraction_of_cpu_peak":
-          nominal / seconds / 1e9 / cpu_peak_gflops(),
+      "executed_gflop_per_image": flops / config.batch_size / 1e9,
+      "onednn": _pywrap_util_port.IsMklEnabled(),
       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
   }
 
 
 def run_one(case: str, variant: str, *extra: str) -> dict:
   """measure() in a fresh process, so that peak memory is this run's."""
+  env = dict(os.environ)
+  if flags.FLAGS.onednn != "default":
+    env["TF_ENABLE_ONEDNN_OPTS"] = "1" if flags.FLAGS.onednn == "on" else "0"
   proc = subprocess.run(
       [sys.executable, __file__, f"--one={case}", *CASES[case],
        *VARIANTS[variant], f"--steps={flags.FLAGS.steps}",
        f"--warmup={flags.FLAGS.warmup}",
        f"--{'' if flags.FLAGS.profile else 'no'}profile", *extra],
-      cwd=REPO, capture_output=True, text=True, check=False)
+      cwd=REPO, env=env, capture_output=True, text=True, check=False)
   if proc.returncode:
     return {"case": case, "variant": variant,
             "error": proc.stderr.strip().splitlines()[-1:]}
@@ -241,7 +293,9 @@ def main(argv):
       print(json.dumps(result), flush=True)
       results.append(result)
   report = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                        "peak_gflops": cpu_peak_gflops()},
+                        "peak_gflops": cpu_peak_gflops(),
+                        "cpu": {k: cpu_info().get(k) for k in (
+                            "model name", "cpu family", "model", "cpu MHz")}},
             "results": results}
   with open(os.path.join(REPO, flags.FLAGS.out), "w") as f:
     json.dump(report, f, indent=2)

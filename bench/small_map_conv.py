@@ -4,7 +4,7 @@ patches produce: TF's Conv2D against SmallMapConv2D's matrix product.
   python bench/small_map_conv.py --out=bench/small_map_conv.json
 
 Batch: 1,568 maps (32 images x 49 patches), float32, graph mode, no XLA.
-FLOPs are the useful ones (taps that touch the image), the same for both.
+FLOPs are the useful ones (taps over real pixels), the same for both.
 """
 
 import json
@@ -49,9 +49,10 @@ def seconds_per_step(layer, inputs):
 
 
 def useful_flops(size, kernel, channels):
-  taps = len(small_conv.live_taps(size, kernel, 1)) ** 2
-  # Forward, input gradient and kernel gradient: 3 matrix products.
-  return 3 * 2 * FLAGS.maps * size * size * taps * channels * channels
+  """(output, real input pixel) pairs x 2 x C_in x C_out, for the forward,
+  input gradient and kernel gradient: taps over padding do not count."""
+  pairs = np.sum(small_conv.tap_of_input(size, kernel, 1) >= 0) ** 2
+  return 3 * 2 * FLAGS.maps * pairs * channels * channels
 
 
 def main(argv):

@@ -149,6 +149,15 @@ def feature_maps(config: EncoderConfig, name: str = "encoder") -> keras.Model:
   return keras.Model(images, maps, name=name)
 
 
+def stage_maps(encoder: keras.Model, config: EncoderConfig) -> keras.Model:
+  """build_encoder's model cut before the pooling: images -> one map per
+  stage, sharing the encoder's layers and weights (for detection)."""
+  names = [f"stage{s + 1}_block{blocks}_add"
+           for s, (blocks, _, _) in enumerate(config.stages[:-1])]
+  outputs = [encoder.get_layer(n).output for n in names + ["final_relu"]]
+  return keras.Model(encoder.inputs, outputs, name=f"{encoder.name}_maps")
+
+
 def build_encoder(config: EncoderConfig, name: str = "encoder") -> keras.Model:
   """f: [N, p, p, 3] in [0, 1] -> [N, D], mean-pooled over the last map."""
   trunk = feature_maps(config, name=f"{name}_trunk")

@@ -5,13 +5,20 @@ There TF's CPU convolution kernels, and above all their gradients, run far
 below the CPU's peak (bench/small_map_conv.py), and a 3x3 SAME convolution
 on a 1x1 map only ever reads its centre tap. SmallMapConv2D keeps Conv2D's
 variables (checkpoints are interchangeable) and, on maps of at most
-`max_pixels` pixels, computes the same result as a gathered-patch matrix
-product over only the taps that can touch the image.
+`max_pixels` pixels, computes the same result as one matrix product:
+
+- dense: when the map has no more pixels than the kernel has live taps (2x2
+  or 1x1 maps under a 3x3 kernel), the kernel is unrolled into the
+  [H*W*C_in, oh*ow*C_out] matrix of the whole map and the flattened map is
+  multiplied by it: nothing is sliced or padded.
+- taps: otherwise, the windows read by the taps that can touch the image are
+  sliced, concatenated along channels and multiplied by those taps' weights.
 """
 
 from typing import List, Tuple
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 
@@ -29,6 +36,30 @@ def live_taps(size: int, kernel: int, stride: int) -> List[int]:
           if any(0 <= i * stride + tap - before < size for i in range(out))]
 
 
+def tap_of_input(size: int, kernel: int, stride: int) -> np.ndarray:
+  """[size, out]: the kernel offset through which output o reads input i,
+  or -1 where it does not read it."""
+  out, before, _ = same_padding(size, kernel, stride)
+  taps = np.full((size, out), -1)
+  for o in range(out):
+    for tap in range(kernel):
+      i = o * stride + tap - before
+      if 0 <= i < size:
+        taps[i, o] = tap
+  return taps
+
+
+def dense_kernel_index(shape: Tuple[int, int], kernel: Tuple[int, int],
+                       strides: Tuple[int, int]) -> np.ndarray:
+  """[H*W, oh*ow] index into the kh*kw flattened taps (kh*kw: a zero slot)
+  that unrolls a SAME convolution on an HxW map into one matrix."""
+  rows = tap_of_input(shape[0], kernel[0], strides[0])[:, None, :, None]
+  cols = tap_of_input(shape[1], kernel[1], strides[1])[None, :, None, :]
+  index = np.where((rows >= 0) & (cols >= 0), rows * kernel[1] + cols,
+                   kernel[0] * kernel[1])            # [H, W, oh, ow]
+  return index.reshape(shape[0] * shape[1], -1)
+
+
 def _window(images: tf.Tensor, row: int, col: int, size: Tuple[int, int],
             strides: Tuple[int, int]) -> tf.Tensor:
   """The [N, oh, ow, C] pixels read by a kernel tap whose first pixel is
@@ -36,7 +67,7 @@ def _window(images: tf.Tensor, row: int, col: int, size: Tuple[int, int],
   itself, a slice, or a strided slice (whose gradient, StridedSliceGrad, is
   slow on CPU)."""
   (out_h, out_w), (stride_h, stride_w) = size, strides
-  if (stride_h, stride_w) != (1, 1):
+  if (stride_h > 1 and out_h > 1) or (stride_w > 1 and out_w > 1):
     return images[:, row:row + (out_h - 1) * stride_h + 1:stride_h,
                   col:col + (out_w - 1) * stride_w + 1:stride_w]
   if (row, col) == (0, 0) and tuple(images.shape[1:3]) == (out_h, out_w):
@@ -65,6 +96,36 @@ class SmallMapConv2D(keras.layers.Conv2D):
     if (not self.enabled or height is None or width is None
         or height * width > self.max_pixels):
       return super().call(inputs)
+    live = (len(live_taps(height, self.kernel_size[0], self.strides[0]))
+            * len(live_taps(width, self.kernel_size[1], self.strides[1])))
+    if height * width <= live:
+      outputs = self._dense_matmul(inputs)
+    else:
+      outputs = self._taps_matmul(inputs)
+    if self.use_bias:
+      outputs = outputs + tf.convert_to_tensor(self.bias)
+    if self.activation is not None:
+      outputs = self.activation(outputs)
+    return outputs
+
+  def _dense_matmul(self, inputs):
+    """[N, H, W, C_in] -> [N, oh, ow, C_out] through the unrolled kernel."""
+    height, width, channels = inputs.shape[1:]
+    index = dense_kernel_index((height, width), self.kernel_size, self.strides)
+    kernel = tf.convert_to_tensor(self.kernel)      # [kh, kw, C_in, C_out]
+    taps = tf.reshape(kernel, [-1, channels, self.filters])
+    zero_slot = tf.zeros([1, channels, self.filters], taps.dtype)
+    taps = tf.concat([taps, zero_slot], axis=0)
+    unrolled = tf.transpose(tf.gather(taps, index), [0, 2, 1, 3])
+    unrolled = tf.reshape(unrolled, [height * width * channels, -1])
+    outputs = tf.matmul(tf.reshape(inputs, [-1, unrolled.shape[0]]), unrolled)
+    out_h = same_padding(height, self.kernel_size[0], self.strides[0])[0]
+    out_w = same_padding(width, self.kernel_size[1], self.strides[1])[0]
+    return tf.reshape(outputs, [-1, out_h, out_w, self.filters])
+
+  def _taps_matmul(self, inputs):
+    """[N, H, W, C_in] -> [N, oh, ow, C_out] over the windows of live taps."""
+    height, width = inputs.shape[1], inputs.shape[2]
     (kernel_h, kernel_w), (stride_h, stride_w) = self.kernel_size, self.strides
     out_h, top, bottom = same_padding(height, kernel_h, stride_h)
     out_w, left, right = same_padding(width, kernel_w, stride_w)
@@ -91,12 +152,7 @@ class SmallMapConv2D(keras.layers.Conv2D):
                else tf.concat(columns, axis=-1))
     flat = tf.reshape(patches, [-1, patches.shape[-1]])
     outputs = tf.matmul(flat, tf.concat(weights, axis=0))   # [N*oh*ow, C_out]
-    outputs = tf.reshape(outputs, [-1, out_h, out_w, self.filters])
-    if self.use_bias:
-      outputs = outputs + tf.convert_to_tensor(self.bias)
-    if self.activation is not None:
-      outputs = self.activation(outputs)
-    return outputs
+    return tf.reshape(outputs, [-1, out_h, out_w, self.filters])
 
   def get_config(self):
     return {**super().get_config(), "max_pixels": self.max_pixels}

@@ -23,7 +23,7 @@ class DataError(ValueError):
   """A dataset, split, folder or data_dir that cannot be used."""
 
 
-def _decode(encoded: tf.Tensor) -> tf.Tensor:
+def decode_rgb(encoded: tf.Tensor) -> tf.Tensor:
   """JPEG/PNG bytes -> uint8 [h, w, 3]: greyscale, RGBA, palette and CMYK
   images all become RGB."""
   return tf.io.decode_image(encoded, channels=3, expand_animations=False)
@@ -92,7 +92,7 @@ class TFDSSource:
 
     def to_example(example):
       label = example["label"] if "label" in example else tf.constant(-1, tf.int64)
-      return {"image": _decode(example["image"]), "label": label}
+      return {"image": decode_rgb(example["image"]), "label": label}
     return dataset.map(to_example, num_parallel_calls=AUTOTUNE)
 
 
@@ -145,7 +145,7 @@ class FolderSource:
     """The paths whose files decode (one parallel pass, errors dropped)."""
     def check(path):
       # Returning a value computed from the decoded image keeps the decode.
-      return path, tf.shape(_decode(tf.io.read_file(path)))[0]
+      return path, tf.shape(decode_rgb(tf.io.read_file(path)))[0]
     dataset = tf.data.Dataset.from_tensor_slices(paths).map(
         check, num_parallel_calls=AUTOTUNE, deterministic=True)
     dataset = dataset.ignore_errors()
@@ -167,7 +167,7 @@ class FolderSource:
     if shuffle_files:
       dataset = dataset.shuffle(len(paths), seed=seed)
     dataset = dataset.map(
-        lambda path, label: {"image": _decode(tf.io.read_file(path)),
+        lambda path, label: {"image": decode_rgb(tf.io.read_file(path)),
                              "label": label},
         num_parallel_calls=AUTOTUNE)
     return dataset.ignore_errors(log_warning=True)

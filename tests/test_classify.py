@@ -11,28 +11,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, TFDS_DIR
+from conftest import REPO, TFDS_DIR, TINY
 from cpc_tf import classify
 from cpc_tf import config as config_lib
 from cpc_tf import data
 from cpc_tf import heads
-from cpc_tf import pretrain
-
-TINY = config_lib.PretrainConfig(
-    split="train[:64]", image_size=16, patch_size=8, patch_stride=4,
-    encoder_width=8, encoder_blocks=(1, 1), context_dim=8, target_dim=8,
-    steps_to_ignore=0, steps_to_predict=1, batch_size=8, train_steps=2,
-    checkpoint_every=2, log_every=2, jit_compile=False)
-
-
-@pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
-  model_dir = str(tmp_path_factory.mktemp("pretrained"))
-  config = dataclasses.replace(TINY, model_dir=model_dir,
-                               data_dir=TFDS_DIR)
-  model = pretrain.pretrain(config)
-  return config, model.encoder.get_weights()
-
 
 def test_restore_encoder_loads_the_pretrained_weights(pretrained):
   config, weights = pretrained

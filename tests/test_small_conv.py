@@ -43,6 +43,19 @@ def test_only_taps_that_touch_the_image_are_used():
   assert small_conv.same_padding(2, 3, 2) == (1, 0, 1)
 
 
+def test_dense_index_unrolls_the_kernel():
+  # 2x2 map, 3x3 kernel, stride 1: every output reads every input.
+  index = small_conv.dense_kernel_index((2, 2), (3, 3), (1, 1))
+  assert index.shape == (4, 4)
+  assert index[0, 0] == 4          # input (0,0) -> output (0,0): centre tap
+  assert index[3, 0] == 8          # input (1,1) -> output (0,0): tap (2,2)
+  assert index[0, 3] == 0          # input (0,0) -> output (1,1): tap (0,0)
+  # 4x4 map, stride 2: output (0,0) reads rows and columns 0..2 only.
+  index = small_conv.dense_kernel_index((4, 4), (3, 3), (2, 2))
+  assert index[3 * 4 + 0, 0] == 9  # input (3,0) is not read: the zero slot
+  assert index[2 * 4 + 2, 0] == 8
+
+
 def op_types(layer, shape):
   graph = tf.function(layer).get_concrete_function(
       tf.TensorSpec(shape, tf.float32)).graph
@@ -54,8 +67,11 @@ def test_large_or_unknown_maps_use_conv2d():
   layer.build((None, None, None, 3))
   assert "Conv2D" in op_types(layer, [1, 5, 5, 3])        # 25 > 16 pixels
   assert "Conv2D" in op_types(layer, [1, None, None, 3])
-  small = op_types(layer, [1, 4, 4, 3])
-  assert "MatMul" in small and "Conv2D" not in small
+  taps = op_types(layer, [1, 4, 4, 3])     # 16 pixels > 9 taps: windows
+  assert {"MatMul", "ConcatV2"} <= taps and "Conv2D" not in taps
+  dense = op_types(layer, [1, 2, 2, 3])    # 4 pixels <= 9 taps: unrolled
+  assert {"MatMul", "GatherV2"} <= dense
+  assert not {"Conv2D", "Pad", "Slice", "StridedSlice"} & dense
 
 
 def test_refuses_what_it_does_not_implement():

@@ -1,0 +1,140 @@
+"""Detection transfer: RetinaNet on the pretrained encoder, data, end to end."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO
+from cpc_tf import classify
+from cpc_tf import detect
+from cpc_tf import encoder as encoder_lib
+from cpc_tf import voc
+
+FRUIT = os.path.join(os.path.dirname(REPO), "shared", "data", "fruit_detection")
+
+
+def tiny_voc(folder, count=6, size=(40, 48)):
+  """Images with one bright rectangle each, annotated as 'box'."""
+  rng = np.random.default_rng(0)
+  for i in range(count):
+    pixels = np.zeros(size + (3,), np.uint8)
+    top, left = rng.integers(0, 15, 2)
+    pixels[top:top + 20, left:left + 25] = 255
+    Image.fromarray(pixels).save(os.path.join(folder, f"{i}.png"))
+    with open(os.path.join(folder, f"{i}.xml"), "w") as f:
+      f.write(f"<annotation><filename>{i}.png</filename><object><name>box"
+              f"</name><bndbox><xmin>{left + 1}</xmin><ymin>{top + 1}</ymin>"
+              f"<xmax>{left + 25}</xmax><ymax>{top + 20}</ymax></bndbox>"
+              "</object></annotation>")
+  return voc.load(folder, "train")[0]
+
+
+def trunk_weights(detector):
+  return [w.copy() for w in detector.trunk.get_weights()]
+
+
+def test_backbone_is_the_pretrained_encoder_fixed_then_fine_tuned(
+    pretrained, tmp_path):
+  config, weights = pretrained
+  encoder = classify.restore_encoder(config)
+  levels = detect.stage_levels(config.encoder_config)
+  detector = detect.build_detector(
+      encoder_lib.stage_maps(encoder, config.encoder_config),
+      config.encoder_config,
+      num_classes=1, min_level=levels[-1], max_level=levels[-1] + 1,
+      head_convs=1)
+  # The trunk holds exactly the checkpoint's encoder weights (the pooling
+  # after it has none).
+  for got, expected in zip(detector.trunk.get_weights(), weights):
+    np.testing.assert_array_equal(got, expected)
+  annotations = tiny_voc(str(tmp_path))
+  data = detect.detection_dataset(annotations, ["box"], 32, 2, train=True,
+                                  min_scale=0.8, max_scale=1.2,
+                                  color_drop=0.5, seed=0)
+  heads_before = [w.copy() for w in detector.classification_head.get_weights()]
+  detect.train(detector, data, steps=2, learning_rate=1e-3)
+  for got, expected in zip(trunk_weights(detector), weights):
+    np.testing.assert_array_equal(got, expected)      # fixed: unchanged
+  assert any(not np.array_equal(a, b) for a, b in zip(
+      detector.classification_head.get_weights(), heads_before))
+
+  detector = detect.fine_tunable(detector, backbone_learning_rate=1e-4)
+  detect.train(detector, data, steps=2, learning_rate=1e-3)
+  changed = [not np.array_equal(a, b)
+             for a, b in zip(trunk_weights(detector), weights)]
+  assert all(changed[i] for i, w in enumerate(weights) if w.size > 1)
+  # Adam's first steps move each weight by about its learning rate.
+  kernel = next(i for i, w in enumerate(weights) if w.ndim == 4)
+  step = np.abs(trunk_weights(detector)[kernel] - weights[kernel]).max()
+  assert 1e-5 < step < 5e-4
+
+
+def test_dataset_boxes_follow_the_resize_and_the_flip(tmp_path):
+  annotations = tiny_voc(str(tmp_path), count=1, size=(40, 80))
+  (box,) = annotations[0].boxes
+  images, targets = next(iter(detect.detection_dataset(
+      annotations, ["box"], 32, 1, train=False)))
+  expected = box * [32 / 40, 32 / 80, 32 / 40, 32 / 80]
+  np.testing.assert_allclose(targets["boxes"][0, 0], expected, rtol=1e-5)
+  assert targets["labels"][0, 0] == 0 and np.all(targets["labels"][0, 1:] == -1)
+  # The bright rectangle is where the box says.
+  top, left, bottom, right = np.round(expected).astype(int)
+  assert images[0, top + 1:bottom - 1, left + 1:right - 1].numpy().min() > 0.9
+  # Training: every kept box still frames the bright pixels (after flips,
+  # scaling and crops); colour dropping off so brightness is comparable.
+  train = detect.detection_dataset(annotations, ["box"], 32, 1, train=True,
+                                   min_scale=0.9, max_scale=1.1, seed=1)
+  for images, targets in train.take(8):
+    for box, label in zip(targets["boxes"][0].numpy(), targets["labels"][0]):
+      if label < 0:
+        continue
+      top, left, bottom, right = np.round(box).astype(int)
+      inside = images[0, top + 1:bottom - 1, left + 1:right - 1].numpy()
+      assert inside.size == 0 or inside.mean() > 0.8
+
+
+def test_pyramid_levels_the_encoder_cannot_give_are_clear_errors(pretrained):
+  config, _ = pretrained
+  levels = detect.stage_levels(config.encoder_config)
+  with pytest.raises(ValueError, match="--min_level"):
+    detect.check_levels(config.encoder_config, levels[-1] + 1, 7)
+  with pytest.raises(ValueError, match="--max_level<=4"):
+    detect.check_levels(config.encoder_config, levels[-1], 7)
+
+
+@pytest.mark.skipif(not os.path.isdir(FRUIT), reason="needs ../shared/data")
+def test_run_eval_detection_end_to_end_on_the_fruit_set(pretrained, tmp_path):
+  config, _ = pretrained
+  levels = detect.stage_levels(config.encoder_config)
+  results = tmp_path / "results.jsonl"
+  result = subprocess.run(
+      [sys.executable, "run_eval.py", f"--model_dir={config.model_dir}",
+       "--mode=detection", f"--detection_data={FRUIT}",
+       "--detection_image_size=32", f"--min_level={levels[-1]}",
+       f"--max_level={levels[-1] + 1}", "--head_convs=1", "--batch_size=8",
+       "--train_steps=2", "--fine_tune", "--fine_tune_steps=1",
+       f"--results_file={results}"],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "mAP@0.5" in result.stdout
+  record = json.loads(results.read_text())
+  assert record["mode"] == "detection" and record["fine_tune"]
+  assert (record["train_images"], record["test_images"]) == (240, 60)
+  assert record["classes"] == ["apple", "banana", "orange"]
+  for name in ("map_all_points", "map_11_point", "ap_all_points_apple"):
+    assert 0.0 <= record[f"test_{name}"] <= 1.0
+
+
+def test_run_eval_detection_needs_its_data(pretrained):
+  config, _ = pretrained
+  result = subprocess.run(
+      [sys.executable, "run_eval.py", f"--model_dir={config.model_dir}",
+       "--mode=detection"], cwd=REPO, capture_output=True, text=True,
+      timeout=120)
+  assert result.returncode != 0
+  assert "--mode=detection needs --detection_data" in result.stderr
