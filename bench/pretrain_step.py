@@ -24,7 +24,8 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # pylint: disable=g-import-not-at-top
+import keras  # pylint: disable=g-import-not-at-top
+import numpy as np
 import tensorflow as tf
 from absl import app
 from absl import flags
@@ -77,8 +78,11 @@ MEMORY_BUDGET_MB = 8192
 flags.DEFINE_list("cases", list(CASES), f"Configurations, from {list(CASES)}.")
 flags.DEFINE_list("variants", list(VARIANTS), f"Settings, from {list(VARIANTS)}.")
 flags.DEFINE_integer("steps", 5, "Timed steps per configuration.")
-flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing, compiling).")
+flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing, compiling); "
+                     "at least 1. The median timed step is reported.")
 flags.DEFINE_string("out", "bench/pretrain_step.json", "JSON results file.")
+flags.register_validator("warmup", lambda value: value >= 1,
+                         message="--warmup must be at least 1")
 flags.DEFINE_string("one", None, "Internal: measure the configuration given "
                     "by the other flags in this process, under this name.")
 flags.DEFINE_bool("small_map_matmul", True, "Run convolutions on small maps "
@@ -195,6 +199,20 @@ def time_by_op_type(model, dataset, top: int = 12) -> dict:
   return dict(sorted(totals.items(), key=lambda kv: -kv[1])[:top])
 
 
+class StepEnds(keras.callbacks.Callback):
+  """When each training step ended. Timing whole fit() calls is not enough
+  here: some took a round 10.23 s (or 5.12 s) for 5 or 10 steps whose
+  per-step times added up to half of that."""
+
+  def __init__(self):
+    super().__init__()
+    self.times = []
+
+  def on_train_batch_end(self, batch, logs=None):
+    float(logs["loss"])      # waits for the step to finish
+    self.times.append(time.perf_counter())
+
+
 def measure(case: str, steps: int, warmup: int) -> dict:
   """Images/s, patches/s and peak RSS of `steps` training steps."""
   small_conv.SmallMapConv2D.enabled = flags.FLAGS.small_map_matmul
@@ -206,10 +224,10 @@ def measure(case: str, steps: int, warmup: int) -> dict:
            grid.patch_size, grid.patch_size, 3]
   batch = tf.constant(np.random.default_rng(0).random(shape, np.float32))
   dataset = tf.data.Dataset.from_tensors(batch).repeat()
-  model.fit(dataset, epochs=1, steps_per_epoch=warmup, verbose=0)
-  start = time.perf_counter()
-  model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0)
-  seconds = (time.perf_counter() - start) / steps
+  step_ends = StepEnds()
+  model.fit(dataset, epochs=1, steps_per_epoch=warmup + steps, verbose=0,
+            callbacks=[step_ends])
+  seconds = float(np.median(np.diff(step_ends.times[warmup - 1:])))
   patches = config.batch_size * grid.grid_size ** 2
   flops = step_flops(model, batch)
   nominal = conv2d_step_flops(model, batch)

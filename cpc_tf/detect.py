@@ -6,6 +6,7 @@ dropping) -> encoder trunk: one map per stage -> feature pyramid -> box and
 class heads -> NMS -> mAP@0.5 against the original boxes (mean_ap).
 """
 
+import math
 from typing import Dict, List, Optional, Sequence
 
 import keras
@@ -66,7 +67,10 @@ class CPCRetinaNet(keras_hub.models.RetinaNetObjectDetector):
     self.backbone_optimizer.apply_gradients(
         zip(gradients[:len(trunk_vars)], trunk_vars))
     self.optimizer.apply_gradients(zip(gradients[len(trunk_vars):], rest))
-    return {"loss": loss}
+    for metric in self.metrics:       # Keras' running mean of the loss
+      if metric.name == "loss":
+        metric.update_state(loss)
+    return {metric.name: metric.result() for metric in self.metrics}
 
 
 def build_detector(trunk: keras.Model, config: EncoderConfig, num_classes: int,
@@ -222,6 +226,7 @@ def train(detector: CPCRetinaNet, dataset: tf.data.Dataset, steps: int,
   with their own optimizer, if it has one)."""
   # keras-hub's losses: Huber on the boxes, focal loss on the classes.
   detector.compile(optimizer=keras.optimizers.Adam(learning_rate))
-  detector.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=2,
-               shuffle=False,
-               callbacks=list(callbacks))
+  # One log line per "epoch" of up to 50 steps.
+  per_line = math.gcd(steps, 50)
+  detector.fit(dataset, epochs=steps // per_line, steps_per_epoch=per_line,
+               verbose=2, shuffle=False, callbacks=list(callbacks))
