@@ -98,12 +98,14 @@ flags.DEFINE_enum("head_norm", "batch", encoder_lib.NORMS,
                   "efficient: normalisation in the head.")
 flags.DEFINE_float("dropout", 0.0, "Dropout before the last linear layer "
                    "(efficient and supervised modes).")
-flags.DEFINE_bool("fine_tune", False, "efficient, detection: after --train_steps with "
-                  "the encoder fixed, train encoder and head together.")
+flags.DEFINE_bool("fine_tune", False, "efficient and detection: after "
+                  "--train_steps with the encoder fixed, train encoder and "
+                  "head together.")
 flags.DEFINE_float("encoder_learning_rate", 5e-5, "--fine_tune: the "
                    "encoder's own (smaller) Adam learning rate.")
 flags.DEFINE_integer("fine_tune_steps", 1000, "--fine_tune: at most this "
-                     "many steps; stops early on the validation part.")
+                     "many steps; efficient mode stops early on the "
+                     "validation part, detection runs them all.")
 flags.DEFINE_integer("eval_every", 100, "--fine_tune: steps between "
                      "validations for early stopping.")
 flags.DEFINE_integer("patience", 3, "--fine_tune: validations without "

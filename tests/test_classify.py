@@ -9,9 +9,8 @@ import sys
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from conftest import REPO, TFDS_DIR, TINY
+from conftest import REPO, TINY
 from cpc_tf import classify
 from cpc_tf import config as config_lib
 from cpc_tf import data
