@@ -13,6 +13,7 @@ this measures the model's step, not the input pipeline
 (bench/input_pipeline.py does that).
 """
 
+import contextlib
 import json
 import os
 import platform
@@ -140,14 +141,21 @@ def step_flops(model, batch) -> float:
   return float(model_analyzer.profile(graph, options=options).total_float_ops)
 
 
+@contextlib.contextmanager
+def conv2d_everywhere():
+  """Every SmallMapConv2D runs as TF's Conv2D inside the block."""
+  small_conv.SmallMapConv2D.enabled = False
+  try:
+    yield
+  finally:
+    small_conv.SmallMapConv2D.enabled = flags.FLAGS.small_map_matmul
+
+
 def conv2d_step_flops(model, batch) -> float:
   """step_flops with every convolution as TF's Conv2D: the model's nominal
   count, zero taps included (the small-map matrix products skip them)."""
-  small_conv.SmallMapConv2D.enabled = False
-  try:
+  with conv2d_everywhere():
     return step_flops(model, batch)
-  finally:
-    small_conv.SmallMapConv2D.enabled = flags.FLAGS.small_map_matmul
 
 
 def padding_flops_per_patch(model, patch_size: int) -> float:
@@ -155,12 +163,9 @@ def padding_flops_per_patch(model, patch_size: int) -> float:
   kernel taps over SAME padding (zeros): 2 x C_in x C_out per (output,
   padded input) pair, three times (forward, input and kernel gradients;
   twice for the stem, whose input gradient is never computed)."""
-  small_conv.SmallMapConv2D.enabled = False
-  try:
+  with conv2d_everywhere():
     graph = tf.function(model.encoder).get_concrete_function(
         tf.TensorSpec([1, patch_size, patch_size, 3])).graph
-  finally:
-    small_conv.SmallMapConv2D.enabled = flags.FLAGS.small_map_matmul
   total = 0.0
   for op in graph.get_operations():
     if op.type != "Conv2D":

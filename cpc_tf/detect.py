@@ -128,7 +128,7 @@ def _augment(image, boxes, size, min_scale, max_scale, color_drop):
     image = image[:, ::-1]
     boxes = tf.stack([boxes[:, 0], size - boxes[:, 3], boxes[:, 2],
                       size - boxes[:, 1]], axis=1)
-  if max_scale > min_scale or min_scale != 1.0:
+  if (min_scale, max_scale) != (1.0, 1.0):
     image, boxes = _scale_and_crop(image, boxes, size, min_scale, max_scale)
   if color_drop > 0:
     image = augment.color_drop(image[None], color_drop)[0]

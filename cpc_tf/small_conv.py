@@ -29,13 +29,6 @@ def same_padding(size: int, kernel: int, stride: int) -> Tuple[int, int, int]:
   return out, total // 2, total - total // 2
 
 
-def live_taps(size: int, kernel: int, stride: int) -> List[int]:
-  """Kernel offsets that read at least one real (not padded) input pixel."""
-  out, before, _ = same_padding(size, kernel, stride)
-  return [tap for tap in range(kernel)
-          if any(0 <= i * stride + tap - before < size for i in range(out))]
-
-
 def tap_of_input(size: int, kernel: int, stride: int) -> np.ndarray:
   """[size, out]: the kernel offset through which output o reads input i,
   or -1 where it does not read it."""
@@ -47,6 +40,12 @@ def tap_of_input(size: int, kernel: int, stride: int) -> np.ndarray:
       if 0 <= i < size:
         taps[i, o] = tap
   return taps
+
+
+def live_taps(size: int, kernel: int, stride: int) -> List[int]:
+  """Kernel offsets that read at least one real (not padded) input pixel."""
+  read = tap_of_input(size, kernel, stride)
+  return [tap for tap in range(kernel) if np.any(read == tap)]
 
 
 def dense_kernel_index(shape: Tuple[int, int], kernel: Tuple[int, int],
