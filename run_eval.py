@@ -125,7 +125,9 @@ flags.DEFINE_enum("pixel_stem", None, encoder_lib.STEMS, "supervised: stem "
 # Transfer to detection (Sections 2.2, 4.3).
 flags.DEFINE_string("detection_data", None, "detection: a VOC-style folder "
                     "(one XML per image, in <split>/ subfolders or not, or "
-                    "the VOCdevkit layout).")
+                    "the VOCdevkit layout), or tfds:NAME for a prepared TFDS "
+                    "detection dataset under --data_dir (e.g. tfds:voc/2007 "
+                    "with --train_split=train+validation).")
 flags.DEFINE_integer("detection_image_size", 256, "detection: images are "
                      "resized to this square size.")
 flags.DEFINE_integer("min_level", 3, "detection: finest pyramid level "
@@ -300,10 +302,11 @@ def detection() -> dict:
   clock = classify.WallClock()
   check_flags()
   config = pretrain_config()
+  data_dir = FLAGS.data_dir or config.data_dir
   train_annotations, train_report = voc.load(FLAGS.detection_data,
-                                             FLAGS.train_split)
+                                             FLAGS.train_split, data_dir)
   test_annotations, test_report = voc.load(FLAGS.detection_data,
-                                           FLAGS.test_split)
+                                           FLAGS.test_split, data_dir)
   names = voc.class_names(train_annotations)
   encoder = classify.restore_encoder(config, FLAGS.random_init)
   keras.utils.set_random_seed(FLAGS.seed)

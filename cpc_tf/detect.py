@@ -143,21 +143,22 @@ def detection_dataset(annotations: Sequence[Annotation], class_names: List[str],
   """(images [B, S, S, 3] in [0, 1], {"boxes": [B, K, 4] yxyx pixels of the
   resized image, "labels": [B, K], -1 for padding}); test: in file order."""
   index = {name: i for i, name in enumerate(class_names)}
-  paths = [a.image_path for a in annotations]
+  in_memory = annotations[0].encoded is not None   # from TFDS
+  files = [a.encoded if in_memory else a.image_path for a in annotations]
   scales = [[image_size / a.height, image_size / a.width] * 2 for a in annotations]
   boxes = tf.ragged.constant([a.boxes.tolist() for a in annotations],
                              ragged_rank=1, inner_shape=(4,), dtype=tf.float32)
   labels = tf.ragged.constant([[index.get(n, -1) for n in a.names]
                                for a in annotations], dtype=tf.int32)
   dataset = tf.data.Dataset.from_tensor_slices(
-      (paths, tf.constant(scales, tf.float32), boxes, labels))
+      (files, tf.constant(scales, tf.float32), boxes, labels))
   if train:
-    dataset = dataset.shuffle(len(paths), seed=seed,
+    dataset = dataset.shuffle(len(files), seed=seed,
                               reshuffle_each_iteration=seed is None).repeat()
 
-  def load(path, scale, image_boxes, image_labels):
-    image = tf.image.convert_image_dtype(decode_rgb(tf.io.read_file(path)),
-                                         tf.float32)
+  def load(file, scale, image_boxes, image_labels):
+    encoded = file if in_memory else tf.io.read_file(file)
+    image = tf.image.convert_image_dtype(decode_rgb(encoded), tf.float32)
     image = tf.image.resize(image, [image_size, image_size])
     image_boxes = image_boxes * scale
     if train:

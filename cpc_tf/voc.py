@@ -1,5 +1,6 @@
-"""PASCAL-VOC-style detection data: a folder with one XML file per image, or
-the VOCdevkit layout (Annotations/, JPEGImages/, ImageSets/Main/<split>.txt).
+"""PASCAL-VOC-style detection data: a folder with one XML file per image, the
+VOCdevkit layout (Annotations/, JPEGImages/, ImageSets/Main/<split>.txt), or
+a prepared TFDS detection dataset named "tfds:NAME" (e.g. tfds:voc/2007).
 
 Real annotation files are messy; loading repairs what it can and counts it:
 a 0x0 (or wrong) size is replaced by the decoded image's, boxes are clipped to
@@ -16,20 +17,23 @@ import xml.etree.ElementTree as ElementTree
 from absl import logging
 import numpy as np
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
-from cpc_tf.sources import DataError, decode_rgb
+from cpc_tf.sources import DataError, TFDSSource, decode_rgb
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
+TFDS_PREFIX = "tfds:"
 
 
 @dataclasses.dataclass
 class Annotation:
-  image_path: str
+  image_path: str            # a file, or the image's name in a TFDS dataset
   height: int
   width: int
   boxes: np.ndarray          # [K, 4] float32 (ymin, xmin, ymax, xmax)
   names: List[str]           # class name per box
   difficult: np.ndarray      # [K] bool
+  encoded: Optional[bytes] = None  # the image file's bytes, when not on disk
 
 
 @dataclasses.dataclass
@@ -132,8 +136,12 @@ def _repair_boxes(objects, height, width, report):
           np.array(difficult, bool))
 
 
-def load(path: str, split: str = "train") -> Tuple[List[Annotation], LoadReport]:
-  """Annotations of `split` under `path`, repaired, and what was repaired."""
+def load(path: str, split: str = "train", data_dir: Optional[str] = None
+         ) -> Tuple[List[Annotation], LoadReport]:
+  """Annotations of `split` under `path` (or of the TFDS dataset
+  "tfds:NAME" under data_dir), repaired, and what was repaired."""
+  if path.startswith(TFDS_PREFIX):
+    return load_tfds(path[len(TFDS_PREFIX):], split, data_dir)
   if not tf.io.gfile.isdir(path):
     raise DataError(f"detection data folder {path!r} does not exist")
   pairs = _annotation_files(path, split)
@@ -168,3 +176,37 @@ def load(path: str, split: str = "train") -> Tuple[List[Annotation], LoadReport]
 def class_names(annotations: List[Annotation]) -> List[str]:
   """Sorted names of the classes that occur: class i is names[i]."""
   return sorted({name for a in annotations for name in a.names})
+
+
+def load_tfds(name: str, split: str, data_dir: Optional[str] = None
+              ) -> Tuple[List[Annotation], LoadReport]:
+  """Annotations of a prepared TFDS detection dataset with VOC's features
+  (image, objects/bbox normalised yxyx, objects/label, objects/is_difficult),
+  repaired like the XML files; the images stay encoded in memory."""
+  builder = TFDSSource(name, split, data_dir).builder
+  features = builder.info.features
+  if "objects" not in features or "bbox" not in features["objects"]:
+    raise DataError(f"TFDS dataset {name!r} has no objects/bbox feature: not "
+                    "a detection dataset")
+  label_names = features["objects"]["label"].names
+  dataset = builder.as_dataset(split=split, shuffle_files=False,
+                               decoders={"image": tfds.decode.SkipDecoding()})
+  annotations, report = [], LoadReport()
+  for example in dataset.as_numpy_iterator():
+    height, width = (int(n) for n in decode_rgb(example["image"]).shape[:2])
+    objects = example["objects"]
+    difficult = objects.get("is_difficult", np.zeros(len(objects["label"]), bool))
+    # Back to VOC's pixel corners, so the repair treats them like XML boxes.
+    corners = objects["bbox"] * [height, width, height, width]
+    boxes, names, difficult = _repair_boxes(
+        [(label_names[label], hard, x0, y0, x1, y1) for label, hard,
+         (y0, x0, y1, x1) in zip(objects["label"], difficult, corners)],
+        height, width, report)
+    filename = example.get("image/filename", b"").decode()
+    annotations.append(Annotation(filename, height, width, boxes, names,
+                                  difficult, encoded=example["image"]))
+  report.images = len(annotations)
+  report.log(f"{TFDS_PREFIX}{name} {split}")
+  if not annotations:
+    raise DataError(f"split {split!r} of TFDS dataset {name!r} is empty")
+  return annotations, report

@@ -6,8 +6,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import dataclasses  # pylint: disable=g-import-not-at-top
 
+import numpy as np
+from PIL import Image
 import pytest
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from cpc_tf import config as config_lib
 from cpc_tf import pretrain
@@ -43,3 +46,54 @@ def pretrained(tmp_path_factory):
   config = dataclasses.replace(TINY, model_dir=model_dir, data_dir=TFDS_DIR)
   model = pretrain.pretrain(config)
   return config, model.encoder.get_weights()
+
+
+def voc_xml(filename, size, objects):
+  boxes = "".join(
+      f"<object><name>{name}</name><pose>Unspecified</pose><truncated>0"
+      f"</truncated><difficult>{int(hard)}</difficult><bndbox>"
+      f"<xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax>"
+      "</bndbox></object>" for name, hard, x0, y0, x1, y1 in objects)
+  return (f"<annotation><filename>{filename}</filename><size><width>{size[1]}"
+          f"</width><height>{size[0]}</height><depth>3</depth></size>{boxes}"
+          "</annotation>")
+
+
+def voc2007_devkit(root):
+  """A tiny VOCdevkit/VOC2007 as the official archives unpack: 3 trainval
+  images (train: 2, val: 1) and 2 test images, 48x32."""
+  devkit = root / "VOCdevkit" / "VOC2007"
+  for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
+    os.makedirs(devkit / sub)
+  rng = np.random.default_rng(0)
+  objects = {"000001": [("cat", 0, 1, 1, 30, 20), ("dog", 1, 10, 5, 40, 25)],
+             "000002": [("person", 0, 3, 4, 12, 30)],
+             "000003": [("cat", 0, 20, 10, 48, 30)],
+             "000004": [("dog", 0, 5, 5, 25, 25)],
+             "000005": [("person", 1, 1, 2, 47, 31), ("cat", 0, 4, 4, 9, 9)]}
+  for stem, boxes in objects.items():
+    pixels = rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(devkit / "JPEGImages" / f"{stem}.jpg")
+    (devkit / "Annotations" / f"{stem}.xml").write_text(
+        voc_xml(f"{stem}.jpg", (32, 48), boxes))
+  for split, stems in (("train", "000001 000002"), ("val", "000003"),
+                       ("trainval", "000001 000002 000003"),
+                       ("test", "000004 000005")):
+    (devkit / "ImageSets/Main" / f"{split}.txt").write_text(
+        stems.replace(" ", "\n") + "\n")
+  return devkit
+
+
+@pytest.fixture(scope="module")
+def voc2007(tmp_path_factory):
+  """(a tiny VOCdevkit/VOC2007 folder, a TFDS data_dir where the official
+  voc/2007 builder prepared it: its download is replaced by the folder)."""
+  root = tmp_path_factory.mktemp("voc2007")
+  devkit = voc2007_devkit(root / "archives")
+  data_dir = str(root / "tfds")
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(tfds.download.DownloadManager, "download_and_extract",
+                  lambda self, urls: {k: str(root / "archives") for k in urls})
+    tfds.builder("voc/2007", data_dir=data_dir).download_and_prepare(
+        download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+  return str(devkit), data_dir

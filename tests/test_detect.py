@@ -151,6 +151,26 @@ def test_run_eval_detection_end_to_end_on_the_fruit_set(pretrained, tmp_path):
     assert 0.0 <= record[name] <= 1.0
 
 
+def test_run_eval_detection_reads_tfds_voc2007(pretrained, voc2007, tmp_path):
+  config, _ = pretrained
+  _, data_dir = voc2007
+  levels = detect.stage_levels(config.encoder_config)
+  results = tmp_path / "results.jsonl"
+  result = subprocess.run(
+      [sys.executable, "run_eval.py", f"--model_dir={config.model_dir}",
+       "--mode=detection", "--detection_data=tfds:voc/2007",
+       f"--data_dir={data_dir}", "--train_split=train+validation",
+       "--detection_image_size=32", f"--min_level={levels[-1]}",
+       f"--max_level={levels[-1] + 1}", "--head_convs=1", "--batch_size=2",
+       "--train_steps=2", f"--results_file={results}"],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  record = json.loads(results.read_text())
+  assert (record["train_images"], record["test_images"]) == (3, 2)
+  assert record["classes"] == ["cat", "dog", "person"]
+  assert 0.0 <= record["test_map_all_points"] <= 1.0
+
+
 def test_run_eval_detection_needs_its_data(pretrained):
   config, _ = pretrained
   result = subprocess.run(

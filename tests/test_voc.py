@@ -6,20 +6,12 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from cpc_tf import detect
 from cpc_tf import voc
+from conftest import voc_xml as xml
 
 FRUIT = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
                      "fruit_detection")
-
-
-def xml(filename, size, objects):
-  boxes = "".join(
-      f"<object><name>{name}</name><difficult>{int(hard)}</difficult><bndbox>"
-      f"<xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax>"
-      "</bndbox></object>" for name, hard, x0, y0, x1, y1 in objects)
-  return (f"<annotation><filename>{filename}</filename><size><width>{size[1]}"
-          f"</width><height>{size[0]}</height><depth>3</depth></size>{boxes}"
-          "</annotation>")
 
 
 def write(folder, stem, image, annotation, ext="png"):
@@ -88,7 +80,35 @@ def test_vocdevkit_layout_reads_the_split_list(tmp_path):
   assert [os.path.basename(a.image_path) for a in annotations] == ["000002.jpg"]
 
 
-def test_clear_errors():
+def test_tfds_voc2007_gives_what_its_xml_files_give(voc2007):
+  """TFDS voc/2007 loads as the same annotations and images as the devkit's
+  own XML and JPEG files."""
+  devkit, data_dir = voc2007
+  for split, xml_split in (("train+validation", "trainval"), ("test", "test")):
+    from_tfds, report = voc.load("tfds:voc/2007", split, data_dir)
+    from_files, _ = voc.load(devkit, xml_split)
+    key = lambda a: os.path.basename(a.image_path)
+    from_tfds, from_files = (sorted(from_tfds, key=key),
+                             sorted(from_files, key=key))
+    assert [key(a) for a in from_tfds] == [key(a) for a in from_files]
+    assert report.images == len(from_files) and not report.skipped_files
+    for a, b in zip(from_tfds, from_files):
+      assert (a.height, a.width, a.names) == (b.height, b.width, b.names)
+      np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-4)
+      np.testing.assert_array_equal(a.difficult, b.difficult)
+      assert a.encoded is not None and b.encoded is None
+    names = voc.class_names(from_files)
+    images = [next(iter(detect.detection_dataset(
+        annotations, names, 64, len(annotations), train=False)))
+              for annotations in (from_tfds, from_files)]
+    np.testing.assert_array_equal(images[0][0], images[1][0])
+    np.testing.assert_allclose(images[0][1]["boxes"], images[1][1]["boxes"],
+                               atol=1e-3)
+
+
+def test_clear_errors(tmp_path):
+  with pytest.raises(voc.DataError, match="not prepared"):
+    voc.load("tfds:voc/2007", "train", str(tmp_path))
   with pytest.raises(voc.DataError, match="does not exist"):
     voc.load("/nonexistent/voc", "train")
   with pytest.raises(ValueError, match="not well-formed"):
