@@ -11,7 +11,8 @@ pretrained weights at --encoder_learning_rate, with early stopping on the
 held-out validation part (--validation_fraction).
 --mode=supervised: the A.4 baseline, a ResNet v2 on pixels (--pixel_*) with
 dropout before the last layer, on the same subsets and augmentation.
-Training uses the pretraining augmentation, the test a single centre crop.
+Training uses the pretraining augmentation (--nopatch_augment: its image
+crop alone), the test a single centre crop.
 Top-1/top-5 on the test split are printed and appended as one JSON line to
 --results_file (default <model_dir>/results.jsonl).
 
@@ -52,6 +53,7 @@ from cpc_tf import heads
 from cpc_tf import sources
 from cpc_tf import subsets
 from cpc_tf import voc
+from cpc_tf.augment import PatchAugment
 
 MODES = ["linear", "efficient", "supervised", "detection", "export"]
 
@@ -98,6 +100,10 @@ flags.DEFINE_enum("head_norm", "batch", encoder_lib.NORMS,
                   "efficient: normalisation in the head.")
 flags.DEFINE_float("dropout", 0.0, "Dropout before the last linear layer "
                    "(efficient and supervised modes).")
+flags.DEFINE_bool("patch_augment", True, "linear, efficient, supervised: "
+                  "train on the pretraining augmentation, the image crop and "
+                  "the per-patch one; with --nopatch_augment, on the image "
+                  "crop alone (the test always sees a centre crop).")
 flags.DEFINE_bool("fine_tune", False, "efficient and detection: after "
                   "--train_steps with the encoder fixed, train encoder and "
                   "head together.")
@@ -251,7 +257,8 @@ def evaluate() -> dict:
   def labelled(split, train, indices=None):
     return data.classification_dataset(
         dataset, split, data_dir, grid, FLAGS.batch_size, train=train,
-        min_crop_area=config.min_crop_area, augment=config.augment,
+        min_crop_area=config.min_crop_area,
+        augment=config.augment if FLAGS.patch_augment else PatchAugment(),
         indices=indices, seed=FLAGS.seed)
 
   train = labelled(FLAGS.train_split, True, train_indices)
@@ -277,7 +284,8 @@ def evaluate() -> dict:
                   "validation_top5": scores["top5"]}
   return {
       "mode": FLAGS.mode, "random_init": FLAGS.random_init,
-      "fine_tune": FLAGS.fine_tune, "dataset": dataset,
+      "fine_tune": FLAGS.fine_tune, "patch_augment": FLAGS.patch_augment,
+      "dataset": dataset,
       "train_split": FLAGS.train_split, "test_split": FLAGS.test_split,
       "steps": FLAGS.train_steps, "fine_tune_steps": fine_tune_steps,
       "label_fraction": FLAGS.label_fraction,

@@ -127,7 +127,7 @@ def test_early_stopping_keeps_the_best_validation_weights(pretrained, tfds_dir):
      "--head_bottleneck=8", "--fine_tune", "--fine_tune_steps=4",
      "--eval_every=2", "--validation_fraction=0.2"],
     ["--mode=supervised", "--pixel_blocks=1", "--pixel_width=8",
-     "--dropout=0.5"],
+     "--dropout=0.5", "--nopatch_augment"],
 ])
 def test_run_eval_modes_end_to_end(pretrained, tfds_dir, tmp_path, mode_flags):
   config, _ = pretrained
@@ -144,6 +144,7 @@ def test_run_eval_modes_end_to_end(pretrained, tfds_dir, tmp_path, mode_flags):
   assert record["mode"] == mode_flags[0].split("=")[1]
   assert record["train_examples"] < 80 and record["label_fraction"] == 0.5
   assert 0.0 <= record["test_top1"] <= record["test_top5"] <= 1.0
+  assert record["patch_augment"] == ("--nopatch_augment" not in mode_flags)
   if "--fine_tune" in mode_flags:
     assert record["fine_tune"] and record["fine_tune_steps"] in (2, 4)
     assert "validation_top1" in record
