@@ -195,12 +195,12 @@ def load_tfds(name: str, split: str, data_dir: Optional[str] = None
   for example in dataset.as_numpy_iterator():
     height, width = (int(n) for n in decode_rgb(example["image"]).shape[:2])
     objects = example["objects"]
-    difficult = objects.get("is_difficult", np.zeros(len(objects["label"]), bool))
+    hard = objects.get("is_difficult", np.zeros(len(objects["label"]), bool))
     # Back to VOC's pixel corners, so the repair treats them like XML boxes.
     corners = objects["bbox"] * [height, width, height, width]
     boxes, names, difficult = _repair_boxes(
-        [(label_names[label], hard, x0, y0, x1, y1) for label, hard,
-         (y0, x0, y1, x1) in zip(objects["label"], difficult, corners)],
+        [(label_names[label], is_hard, x0, y0, x1, y1) for label, is_hard,
+         (y0, x0, y1, x1) in zip(objects["label"], hard, corners)],
         height, width, report)
     filename = example.get("image/filename", b"").decode()
     annotations.append(Annotation(filename, height, width, boxes, names,
