@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO
+from conftest import REPO, voc_xml
 from cpc_tf import classify
 from cpc_tf import detect
 from cpc_tf import encoder as encoder_lib
@@ -28,10 +28,8 @@ def tiny_voc(folder, count=6, size=(40, 48)):
     pixels[top:top + 20, left:left + 25] = 255
     Image.fromarray(pixels).save(os.path.join(folder, f"{i}.png"))
     with open(os.path.join(folder, f"{i}.xml"), "w") as f:
-      f.write(f"<annotation><filename>{i}.png</filename><object><name>box"
-              f"</name><bndbox><xmin>{left + 1}</xmin><ymin>{top + 1}</ymin>"
-              f"<xmax>{left + 25}</xmax><ymax>{top + 20}</ymax></bndbox>"
-              "</object></annotation>")
+      f.write(voc_xml(f"{i}.png", size,
+                      [("box", 0, left + 1, top + 1, left + 25, top + 20)]))
   return voc.load(folder, "train")[0]
 
 
