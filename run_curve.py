@@ -17,6 +17,7 @@ import sys
 
 from absl import app
 from absl import flags
+import tensorflow as tf
 
 from cpc_tf import curve
 
@@ -62,9 +63,9 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   fractions, seeds = check_flags()
-  out_dir = FLAGS.out_dir or os.path.join(FLAGS.model_dir, "curve")
-  os.makedirs(out_dir, exist_ok=True)
-  results = os.path.join(out_dir, "results.jsonl")
+  out_dir = FLAGS.out_dir or f"{FLAGS.model_dir.rstrip('/')}/curve"
+  tf.io.gfile.makedirs(out_dir)
+  results = f"{out_dir}/results.jsonl"
   finished = curve.done(curve.read_records(results))
   shared = [f"--flagfile={FLAGS.eval_flagfile}"] if FLAGS.eval_flagfile else []
   for fraction in fractions:
@@ -86,15 +87,9 @@ def main(argv):
                    f"the labels, seed {seed}) failed; finished runs are kept "
                    f"in {results} and the same command continues from them")
   summary = curve.summarise(curve.read_records(results))
-  table = curve.markdown_table(summary)
-  with open(os.path.join(out_dir, "curve.md"), "w") as f:
-    f.write(table)
-  with open(os.path.join(out_dir, "curve.png"), "wb") as f:
-    f.write(curve.plot(summary))
-  print(table)
-  print(f"Table: {os.path.join(out_dir, 'curve.md')}\n"
-        f"Plot: {os.path.join(out_dir, 'curve.png')}\n"
-        f"Runs: {results}")
+  table_path, plot_path = curve.write_report(out_dir, summary)
+  print(curve.markdown_table(summary))
+  print(f"Table: {table_path}\nPlot: {plot_path}\nRuns: {results}")
 
 
 if __name__ == "__main__":

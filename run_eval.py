@@ -10,7 +10,9 @@ Adam at 5e-4.
 pretrained weights at --encoder_learning_rate, with early stopping on the
 held-out validation part (--validation_fraction).
 --mode=supervised: the A.4 baseline, a ResNet v2 on pixels (--pixel_*) with
-dropout before the last layer, on the same subsets and augmentation.
+dropout before the last layer, on the same subsets and augmentation;
+--save_encoder=DIR keeps it as an encoder model_dir (a supervised backbone
+for --mode=detection).
 Training uses the pretraining augmentation (--nopatch_augment: its image
 crop alone), the test a single centre crop.
 Top-1/top-5 on the test split are printed and appended as one JSON line to
@@ -132,6 +134,11 @@ flags.DEFINE_enum("pixel_norm", "batch", encoder_lib.NORMS,
                   "supervised: normalisation in the ResNet.")
 flags.DEFINE_enum("pixel_stem", None, encoder_lib.STEMS, "supervised: stem "
                   "(default: the pretraining encoder's).")
+flags.DEFINE_string("save_encoder", None, "supervised: also write the trained "
+                    "pixel ResNet as an encoder model_dir (config.json and "
+                    "checkpoints/, any tf.io.gfile path) that the other modes "
+                    "read with --model_dir, e.g. a supervised backbone for "
+                    "--mode=detection; must not hold one already.")
 # Transfer to detection (Sections 2.2, 4.3).
 flags.DEFINE_string("detection_data", None, "detection: a VOC-style folder "
                     "(one XML per image, in <split>/ subfolders or not, or "
@@ -208,15 +215,33 @@ def check_flags():
     raise config_lib.ConfigError("--label_fraction must be in (0, 1]")
   if not 0 <= FLAGS.validation_fraction < 1:
     raise config_lib.ConfigError("--validation_fraction must be in [0, 1)")
+  if FLAGS.save_encoder:
+    if FLAGS.mode != "supervised":
+      raise config_lib.ConfigError("--save_encoder is for --mode=supervised")
+    if tf.io.gfile.exists(os.path.join(FLAGS.save_encoder,
+                                       config_lib.CONFIG_FILE)):
+      raise config_lib.ConfigError(
+          f"--save_encoder={FLAGS.save_encoder} already holds an encoder "
+          f"({config_lib.CONFIG_FILE}); choose another directory")
+
+
+def pixel_config(config, dataset, data_dir) -> config_lib.PretrainConfig:
+  """config with the supervised pixel ResNet (--pixel_*) as its encoder,
+  trained on dataset's --train_split, kept in --save_encoder."""
+  return dataclasses.replace(
+      config, model_dir=FLAGS.save_encoder, dataset=dataset,
+      data_dir=data_dir, split=FLAGS.train_split,
+      train_steps=FLAGS.train_steps, encoder=FLAGS.pixel_encoder,
+      encoder_width=FLAGS.pixel_width,
+      encoder_blocks=tuple(int(b) for b in FLAGS.pixel_blocks),
+      norm=FLAGS.pixel_norm, stem=FLAGS.pixel_stem or config.stem)
 
 
 def build_classifier(config, classes: int) -> classify.PatchClassifier:
-  """The mode's network, and the patch grid it reads."""
+  """The mode's network (for supervised, config is pixel_config's)."""
   if FLAGS.mode == "supervised":
-    encoder = encoder_lib.build_encoder(encoder_lib.encoder_config(
-        FLAGS.pixel_encoder, FLAGS.pixel_width,
-        [int(b) for b in FLAGS.pixel_blocks], FLAGS.pixel_norm,
-        FLAGS.pixel_stem or config.stem), name="pixel_resnet")
+    encoder = encoder_lib.build_encoder(config.encoder_config,
+                                        name="pixel_resnet")
     head = heads.pooled_head(classes, encoder.output_shape[-1], FLAGS.dropout)
     return classify.PatchClassifier(encoder, head, fine_tune=True)
   encoder = classify.restore_encoder(config, FLAGS.random_init)
@@ -268,10 +293,17 @@ def evaluate() -> dict:
   train = labelled(FLAGS.train_split, True, train_indices)
   held_out = (labelled(FLAGS.train_split, False, validation_indices)
               if len(validation_indices) else None)
-  model = build_classifier(config, classes)
+  model_config = (pixel_config(config, dataset, data_dir)
+                  if FLAGS.mode == "supervised" else config)
+  model = build_classifier(model_config, classes)
   classify.compile_classifier(model, FLAGS.learning_rate)
   model.fit(train, epochs=1, steps_per_epoch=FLAGS.train_steps, shuffle=False,
             verbose=2)
+  saved = {}
+  if FLAGS.save_encoder:
+    saved = {"saved_encoder": classify.save_encoder(
+        model.encoder, model_config, FLAGS.train_steps)}
+    print(f"Saved the supervised encoder to {FLAGS.save_encoder}", flush=True)
   fine_tune_steps = 0
   if FLAGS.fine_tune:
     model, fine_tune_steps = classify.fine_tune(
@@ -303,7 +335,7 @@ def evaluate() -> dict:
           "dropout", "encoder_learning_rate", "pixel_encoder", "pixel_width",
           "pixel_blocks", "pixel_norm", "pixel_stem")},
       "seed": FLAGS.seed, "wall_seconds": round(clock.seconds(), 1),
-      "pretrain_config": dataclasses.asdict(config),
+      "pretrain_config": dataclasses.asdict(config), **saved,
       "test_top1": metrics["top1"], "test_top5": metrics["top5"],
       "test_loss": metrics["loss"],
   }

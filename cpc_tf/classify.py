@@ -91,6 +91,17 @@ def restore_encoder(config: config_lib.PretrainConfig,
   return encoder
 
 
+def save_encoder(encoder: keras.Model, config: config_lib.PretrainConfig,
+                 step: int) -> str:
+  """Writes encoder as the model_dir config.model_dir (config.json and a
+  checkpoint at restore_encoder's object path); returns the checkpoint."""
+  config_lib.save_config(config)
+  checkpoint = tf.train.Checkpoint(model=tf.train.Checkpoint(encoder=encoder))
+  manager = tf.train.CheckpointManager(
+      checkpoint, os.path.join(config.model_dir, "checkpoints"), max_to_keep=1)
+  return manager.save(checkpoint_number=step)
+
+
 def accuracy_metrics():
   return [keras.metrics.SparseCategoricalAccuracy(name="top1"),
           keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5")]

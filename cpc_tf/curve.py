@@ -101,3 +101,14 @@ def plot(summary: Summary, metric: str = "test_top1") -> bytes:
   figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
   pyplot.close(figure)
   return buffer.getvalue()
+
+
+def write_report(out_dir: str, summary: Summary) -> Tuple[str, str]:
+  """Writes curve.md and curve.png to out_dir (any tf.io.gfile path)."""
+  tf.io.gfile.makedirs(out_dir)
+  paths = (f"{out_dir}/curve.md", f"{out_dir}/curve.png")
+  for path, mode, content in zip(paths, ("w", "wb"),
+                                 (markdown_table(summary), plot(summary))):
+    with tf.io.gfile.GFile(path, mode) as f:
+      f.write(content)
+  return paths

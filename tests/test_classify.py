@@ -14,6 +14,7 @@ from conftest import REPO, TINY
 from cpc_tf import classify
 from cpc_tf import config as config_lib
 from cpc_tf import data
+from cpc_tf import encoder as encoder_lib
 from cpc_tf import heads
 
 def test_restore_encoder_loads_the_pretrained_weights(pretrained):
@@ -25,6 +26,20 @@ def test_restore_encoder_loads_the_pretrained_weights(pretrained):
   random = classify.restore_encoder(config, random_init=True).get_weights()
   assert any(not np.array_equal(a, b) for a, b in zip(random, weights)
              if a.size > 1)
+
+
+def test_saved_encoder_is_restored_as_a_model_dir(tmp_path):
+  config = dataclasses.replace(TINY, model_dir=str(tmp_path / "saved"),
+                               norm="batch")
+  trained = encoder_lib.build_encoder(config.encoder_config, name="pixel_resnet")
+  trained.set_weights([np.random.default_rng(0).normal(size=w.shape)
+                       for w in trained.get_weights()])
+  classify.save_encoder(trained, config, step=7)
+  loaded = config_lib.load_config(config.model_dir)
+  assert loaded == config
+  for a, b in zip(classify.restore_encoder(loaded).get_weights(),
+                  trained.get_weights()):
+    np.testing.assert_array_equal(a, b)
 
 
 def test_restore_without_checkpoint_is_a_clear_error(tmp_path):
@@ -132,11 +147,13 @@ def test_early_stopping_keeps_the_best_validation_weights(pretrained, tfds_dir):
 def test_run_eval_modes_end_to_end(pretrained, tfds_dir, tmp_path, mode_flags):
   config, _ = pretrained
   results = tmp_path / "results.jsonl"
+  supervised = "--mode=supervised" in mode_flags
+  saved_dir = str(tmp_path / "supervised_encoder")
   result = subprocess.run(
       [sys.executable, "run_eval.py", f"--model_dir={config.model_dir}",
        "--train_split=train[:80]", "--test_split=test[:32]", "--batch_size=8",
        "--train_steps=2", "--label_fraction=0.5", f"--results_file={results}",
-       *mode_flags],
+       *mode_flags, *([f"--save_encoder={saved_dir}"] if supervised else [])],
       cwd=REPO, env=dict(os.environ, TFDS_DATA_DIR=tfds_dir),
       capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
@@ -148,6 +165,27 @@ def test_run_eval_modes_end_to_end(pretrained, tfds_dir, tmp_path, mode_flags):
   if "--fine_tune" in mode_flags:
     assert record["fine_tune"] and record["fine_tune_steps"] in (2, 4)
     assert "validation_top1" in record
+  if supervised:
+    # The trained pixel ResNet, as a model_dir the other modes can read.
+    assert record["saved_encoder"].startswith(saved_dir)
+    saved = config_lib.load_config(saved_dir)
+    assert (saved.encoder_width, saved.encoder_blocks, saved.norm) == (
+        8, (1,), "batch")
+    encoder = classify.restore_encoder(saved)
+    moving_means = [w for w in encoder.weights if "moving_mean" in w.path]
+    assert moving_means and any(np.any(w.numpy() != 0) for w in moving_means)
+
+
+def test_run_eval_save_encoder_never_overwrites(pretrained, tfds_dir):
+  config, _ = pretrained
+  result = subprocess.run(
+      [sys.executable, "run_eval.py", f"--model_dir={config.model_dir}",
+       "--mode=supervised", f"--save_encoder={config.model_dir}"], cwd=REPO,
+      env=dict(os.environ, TFDS_DATA_DIR=tfds_dir), capture_output=True,
+      text=True, timeout=300)
+  assert result.returncode != 0
+  assert "already holds an encoder" in result.stderr
+  assert "Traceback" not in result.stderr
 
 
 def test_run_eval_rejects_fine_tune_without_validation(pretrained, tfds_dir):

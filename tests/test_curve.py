@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import tensorflow as tf
 
 from conftest import REPO, TFDS_DIR
 from cpc_tf import config as config_lib
@@ -38,6 +39,15 @@ def test_summary_and_table_from_known_records():
   assert "| ResNet on CPC features (fixed) | 55.0 ± 5.0 (2) | – |" in table
   assert "| Supervised ResNet on pixels | 20.0 ± 0.0 (1) | 90.0 ± 0.0 (1) |" in table
   assert curve.plot(summary).startswith(b"\x89PNG")
+
+
+def test_report_is_written_through_gfile():
+  summary = curve.summarise([record("efficient", 0.1, 0, 0.25)])
+  table_path, plot_path = curve.write_report("ram://curve_report/out", summary)
+  with tf.io.gfile.GFile(table_path) as f:
+    assert f.read() == curve.markdown_table(summary)
+  with tf.io.gfile.GFile(plot_path, "rb") as f:
+    assert f.read().startswith(b"\x89PNG")
 
 
 def test_run_curve_writes_table_and_plot_and_resumes(tmp_path, tfds_dir):
