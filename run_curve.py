@@ -63,9 +63,9 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   fractions, seeds = check_flags()
-  out_dir = FLAGS.out_dir or f"{FLAGS.model_dir.rstrip('/')}/curve"
+  out_dir = FLAGS.out_dir or os.path.join(FLAGS.model_dir, "curve")
   tf.io.gfile.makedirs(out_dir)
-  results = f"{out_dir}/results.jsonl"
+  results = os.path.join(out_dir, "results.jsonl")
   finished = curve.done(curve.read_records(results))
   shared = [f"--flagfile={FLAGS.eval_flagfile}"] if FLAGS.eval_flagfile else []
   for fraction in fractions:

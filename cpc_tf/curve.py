@@ -4,6 +4,7 @@ fraction of labels, one line per method, from run_eval.py result records."""
 import collections
 import io
 import json
+import os
 from typing import Dict, Iterable, List, Tuple
 
 import numpy as np
@@ -106,7 +107,7 @@ def plot(summary: Summary, metric: str = "test_top1") -> bytes:
 def write_report(out_dir: str, summary: Summary) -> Tuple[str, str]:
   """Writes curve.md and curve.png to out_dir (any tf.io.gfile path)."""
   tf.io.gfile.makedirs(out_dir)
-  paths = (f"{out_dir}/curve.md", f"{out_dir}/curve.png")
+  paths = (os.path.join(out_dir, "curve.md"), os.path.join(out_dir, "curve.png"))
   for path, mode, content in zip(paths, ("w", "wb"),
                                  (markdown_table(summary), plot(summary))):
     with tf.io.gfile.GFile(path, mode) as f:
