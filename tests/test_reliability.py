@@ -63,7 +63,12 @@ def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(
     latest_step = int(latest.rsplit("-", 1)[1]) if latest else 0
     run = start(model_dir, tfds_dir, tmp_path / f"killed{attempt}.log")
     if attempt % 2 == 0:
-      time.sleep(rng.uniform(2, 15))
+      # A random moment, at the latest when the checkpoint six steps on
+      # appears (so that even a fast machine never finishes the run).
+      deadline = time.time() + rng.uniform(2, 15)
+      stop_at = os.path.join(checkpoints, f"ckpt-{latest_step + 6}.index")
+      while time.time() < deadline and not os.path.exists(stop_at):
+        time.sleep(0.02)
     else:
       wait_for(os.path.join(checkpoints, f"ckpt-{latest_step + 3}.index"), run)
     run.send_signal(signal.SIGKILL)
