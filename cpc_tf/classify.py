@@ -64,6 +64,11 @@ class PatchClassifier(keras.Model):
     return {metric.name: metric.result() for metric in self.metrics}
 
 
+def encoder_checkpoint(encoder: keras.Model) -> tf.train.Checkpoint:
+  """The encoder at the object path of CPCModel's checkpoint: model/encoder/."""
+  return tf.train.Checkpoint(model=tf.train.Checkpoint(encoder=encoder))
+
+
 def restore_encoder(config: config_lib.PretrainConfig,
                     random_init: bool = False) -> keras.Model:
   """The pretrained encoder of config.model_dir's newest checkpoint (or a
@@ -75,8 +80,7 @@ def restore_encoder(config: config_lib.PretrainConfig,
   path = tf.train.latest_checkpoint(directory)
   if path is None:
     raise config_lib.ConfigError(f"no checkpoint in {directory}")
-  # Same object path as CPCModel's checkpoint: model/encoder/...
-  checkpoint = tf.train.Checkpoint(model=tf.train.Checkpoint(encoder=encoder))
+  checkpoint = encoder_checkpoint(encoder)
   try:
     checkpoint.restore(path).expect_partial().assert_existing_objects_matched()
   except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as e:
@@ -96,9 +100,8 @@ def save_encoder(encoder: keras.Model, config: config_lib.PretrainConfig,
   """Writes encoder as the model_dir config.model_dir (config.json and a
   checkpoint at restore_encoder's object path); returns the checkpoint."""
   config_lib.save_config(config)
-  checkpoint = tf.train.Checkpoint(model=tf.train.Checkpoint(encoder=encoder))
   manager = tf.train.CheckpointManager(
-      checkpoint, os.path.join(config.model_dir, "checkpoints"), max_to_keep=1)
+      encoder_checkpoint(encoder), os.path.join(config.model_dir, "checkpoints"), max_to_keep=1)
   return manager.save(checkpoint_number=step)
 
 
