@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 
@@ -40,25 +41,37 @@ OFF = {"jitter": dict(jitter=0), "flip": dict(flip=False),
 
 flags.DEFINE_list("paths", list(PATHS), f"Which of {list(PATHS)}.")
 flags.DEFINE_integer("batch_size", 64, "Images per batch.")
-flags.DEFINE_integer("batches", 20, "Timed batches per variant.")
+flags.DEFINE_integer("batches", 20, "Timed batches per repeat.")
+flags.DEFINE_integer("repeats", 3, "Timed repeats per variant; the median "
+                     "is reported (single timings on this 2-core machine "
+                     "vary by tens of percent).")
 flags.DEFINE_string("out", "bench/input_pipeline.json", "JSON results file.")
 
 
 def throughput(path: dict, augment_config: augment.PatchAugment,
-               batch_size: int, batches: int) -> dict:
+               batch_size: int, batches: int, repeats: int) -> dict:
   dataset = data.pretrain_dataset(path["name"], path["split"],
                                   os.environ.get("TFDS_DATA_DIR"), path["grid"],
                                   batch_size, augment=augment_config)
   iterator = iter(dataset)
   for _ in range(3):      # warm-up: tracing, shuffle buffer, autotuning
     next(iterator)
-  start = time.perf_counter()
-  for _ in range(batches):
-    next(iterator)
-  seconds = time.perf_counter() - start
-  images = batch_size * batches / seconds
+  rates = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    for _ in range(batches):
+      next(iterator)
+    rates.append(batch_size * batches / (time.perf_counter() - start))
+  images = statistics.median(rates)
   return {"images_per_second": images,
-          "patches_per_second": images * path["grid"].grid_size ** 2}
+          "patches_per_second": images * path["grid"].grid_size ** 2,
+          "images_per_second_each_repeat": rates}
+
+
+def processor() -> str:
+  with open("/proc/cpuinfo") as f:
+    names = [l.split(":", 1)[1].strip() for l in f if l.startswith("model name")]
+  return names[0] if names else platform.processor()
 
 
 def main(argv):
@@ -73,10 +86,11 @@ def main(argv):
     for variant, config in variants.items():
       result = {"path": key, "variant": variant,
                 **throughput(path, config, flags.FLAGS.batch_size,
-                             flags.FLAGS.batches)}
+                             flags.FLAGS.batches, flags.FLAGS.repeats)}
       print(json.dumps(result), flush=True)
       results.append(result)
-  report = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+  report = {"machine": {"cpus": os.cpu_count(), "processor": processor(),
+                        "platform": platform.platform()},
             "batch_size": flags.FLAGS.batch_size, "results": results}
   with open(os.path.join(REPO, flags.FLAGS.out), "w") as f:
     json.dump(report, f, indent=2)

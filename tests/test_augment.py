@@ -116,3 +116,107 @@ def test_elastic_shift_is_bounded():
   np.testing.assert_allclose(out, patches, atol=1e-3)
   out = augment.elastic_deform(patches, max_shift=2.0)
   assert not np.allclose(out, patches, atol=1e-3)
+
+
+def test_flip_alone_mirrors_some_patches_exactly():
+  patches = textured_patches(64)
+  out = augmented(augment.PatchAugment(flip=True), patches)
+  same = [np.allclose(a, b, atol=1e-6) for a, b in zip(out, patches)]
+  mirrored = [np.allclose(a, b[:, ::-1], atol=1e-6) for a, b in zip(out, patches)]
+  assert all(s or m for s, m in zip(same, mirrored))
+  assert 10 < sum(mirrored) < 54
+
+
+def test_jitter_alone_is_crop_and_resize_of_a_window():
+  patches = textured_patches(32)
+  jitter, size = 2, 8
+  out = augmented(augment.PatchAugment(jitter=jitter), patches)
+  keep = size - jitter
+  windows = [(top, left) for top in range(jitter + 1) for left in range(jitter + 1)]
+  for before, after in zip(patches, out):
+    boxes = np.array([[t, l, t + keep - 1, l + keep - 1] for t, l in windows],
+                     np.float32) / (size - 1)
+    candidates = tf.image.crop_and_resize(
+        np.repeat(before[None], len(windows), 0), boxes,
+        np.arange(len(windows)), [size, size]).numpy()
+    assert min(np.abs(c - after).max() for c in candidates) < 1e-5
+
+
+def numpy_bilinear(patch, rows, cols):
+  """Reference: patch [h, w, C] read at fractional positions inside it."""
+  r0, c0 = np.floor(rows).astype(int), np.floor(cols).astype(int)
+  r1 = np.minimum(r0 + 1, patch.shape[0] - 1)
+  c1 = np.minimum(c0 + 1, patch.shape[1] - 1)
+  wr, wc = (rows - r0)[..., None], (cols - c0)[..., None]
+  top = patch[r0, c0] * (1 - wc) + patch[r0, c1] * wc
+  bottom = patch[r1, c0] * (1 - wc) + patch[r1, c1] * wc
+  return top * (1 - wr) + bottom * wr
+
+
+def test_warp_resamples_once_through_the_composed_matrix():
+  config = augment.PatchAugment(jitter=2, flip=True, geometric=True)
+  size = 16
+  patches = textured_patches(32, size=size)
+  keras.utils.set_random_seed(3)
+  matrices = augment.warp_matrices(32, size, config).numpy()
+  keras.utils.set_random_seed(3)
+  out = augment.warp(tf.constant(patches), config).numpy()
+  cols, rows = np.meshgrid(np.arange(size, dtype=np.float32),
+                           np.arange(size, dtype=np.float32))
+  points = np.stack([cols, rows, np.ones_like(cols)], -1)        # (x, y, 1)
+  checked = 0
+  for patch, after, matrix in zip(patches, out, matrices):
+    source = points @ matrix.T
+    inside = ((source[..., :2] >= 0) & (source[..., :2] <= size - 1)).all(-1)
+    expected = numpy_bilinear(patch, np.clip(source[..., 1], 0, size - 1),
+                              np.clip(source[..., 0], 0, size - 1))
+    np.testing.assert_allclose(after[inside], expected[inside], atol=1e-4)
+    checked += inside.sum()
+  assert checked > 0.5 * patches[..., 0].size
+  # Shear, rotation and translation stay within their ranges: the centre
+  # moves at most the translation (then jitter and flip) allow.
+  centre = np.array([(size - 1) / 2, (size - 1) / 2, 1.0])
+  moved = np.abs(matrices @ centre - centre)[:, :2]
+  assert moved.max() <= augment.MAX_TRANSLATION * size * 1.5 + 2 + 1e-4
+
+
+NTSC_YIQ = np.array([[0.299, 0.587, 0.114],
+                     [0.596, -0.274, -0.322],
+                     [0.211, -0.523, 0.312]])   # yiq = NTSC_YIQ @ rgb
+
+
+def numpy_color(patch, brightness, contrast, saturation, hue):
+  """Reference from the definitions: add brightness, scale about the channel
+  means, then scale and turn the (I, Q) chroma plane."""
+  x = patch + brightness
+  x = contrast * x + (1 - contrast) * x.mean(axis=(0, 1))
+  yiq = x @ NTSC_YIQ.T
+  i, q = yiq[..., 1], yiq[..., 2]
+  turned = np.stack([yiq[..., 0],
+                     saturation * (i * np.cos(hue) - q * np.sin(hue)),
+                     saturation * (i * np.sin(hue) + q * np.cos(hue))], -1)
+  return turned @ np.linalg.inv(NTSC_YIQ).T
+
+
+@pytest.mark.parametrize("brightness,contrast,saturation,hue", [
+    (0.0, 1.0, 1.0, 0.0), (0.2, 1.0, 1.0, 0.0), (0.0, 0.7, 1.0, 0.0),
+    (0.0, 1.0, 0.0, 0.0), (0.0, 1.0, 1.3, 0.5), (-0.1, 1.2, 0.8, -0.6)])
+def test_color_matrices_agree_with_numpy(brightness, contrast, saturation, hue):
+  patches = textured_patches(4)
+  maps = augment.color_matrices(*(tf.fill([4], float(v)) for v in (
+      brightness, contrast, saturation, hue)))
+  out = augment.apply_color(tf.constant(patches), *maps).numpy()
+  for patch, after in zip(patches, out):
+    expected = numpy_color(patch, brightness, contrast, saturation, hue)
+    # tf.image's YIQ coefficients differ from NTSC's in the third decimal.
+    np.testing.assert_allclose(after, expected, atol=5e-3)
+  if saturation == 0:      # greyscale: every channel is the luma
+    np.testing.assert_allclose(out[..., 0], out[..., 2], atol=1e-4)
+
+
+def test_recolor_turns_about_a_fifth_grey():
+  patches = textured_patches(400)
+  out = augmented(augment.PatchAugment(color=True), patches)
+  grey = np.abs(out[..., 0] - out[..., 1]).max(axis=(1, 2)) < 1e-4
+  grey &= np.abs(out[..., 1] - out[..., 2]).max(axis=(1, 2)) < 1e-4
+  assert 0.12 < grey.mean() < 0.28
