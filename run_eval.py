@@ -352,8 +352,9 @@ def detection() -> dict:
   test_annotations, test_report = voc.load(FLAGS.detection_data,
                                            FLAGS.test_split, data_dir)
   names = voc.class_names(train_annotations)
-  encoder = classify.restore_encoder(config, FLAGS.random_init)
+  # Seeded first, as in evaluate(): --random_init's weights depend on --seed.
   keras.utils.set_random_seed(FLAGS.seed)
+  encoder = classify.restore_encoder(config, FLAGS.random_init)
   size = FLAGS.detection_image_size
   try:
     detector = detect.build_detector(
