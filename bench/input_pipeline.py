@@ -23,6 +23,7 @@ sys.path.insert(0, REPO)
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
+from bench.machine import cpu_info
 from cpc_tf import augment
 from cpc_tf import data
 
@@ -68,12 +69,6 @@ def throughput(path: dict, augment_config: augment.PatchAugment,
           "images_per_second_each_repeat": rates}
 
 
-def processor() -> str:
-  with open("/proc/cpuinfo") as f:
-    names = [l.split(":", 1)[1].strip() for l in f if l.startswith("model name")]
-  return names[0] if names else platform.processor()
-
-
 def main(argv):
   del argv
   results = []
@@ -89,7 +84,8 @@ def main(argv):
                              flags.FLAGS.batches, flags.FLAGS.repeats)}
       print(json.dumps(result), flush=True)
       results.append(result)
-  report = {"machine": {"cpus": os.cpu_count(), "processor": processor(),
+  report = {"machine": {"cpus": os.cpu_count(),
+                        "processor": cpu_info()["model name"],
                         "platform": platform.platform()},
             "batch_size": flags.FLAGS.batch_size, "results": results}
   with open(os.path.join(REPO, flags.FLAGS.out), "w") as f:

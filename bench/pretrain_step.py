@@ -32,6 +32,7 @@ from absl import app
 from absl import flags
 
 import run_pretrain  # defines the pretraining flags the cases set
+from bench.machine import cpu_info
 from cpc_tf import pretrain
 from cpc_tf import small_conv
 from tensorflow.python.util import _pywrap_util_port  # pylint: disable=g-direct-tensorflow-import
@@ -98,13 +99,6 @@ flags.DEFINE_enum("onednn", "default", ["default", "on", "off"],
                   "(TF_ENABLE_ONEDNN_OPTS); default: TF's choice for this CPU.")
 flags.DEFINE_integer("max_batch_probe", 16, "--max_batch: the first two "
                      "batches measured are this and twice this.")
-
-
-def cpu_info() -> dict:
-  """The first processor's /proc/cpuinfo fields."""
-  with open("/proc/cpuinfo") as f:
-    lines = f.read().split("\n\n")[0].splitlines()
-  return {k.strip(): v.strip() for k, _, v in (l.partition(":") for l in lines)}
 
 
 def flop_per_cycle(info: dict) -> int:
