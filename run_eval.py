@@ -4,7 +4,14 @@ r"""Evaluation of a pretrained CPC encoder (Section 2.2, Appendix A.3, A.4).
 
 --mode=linear: the encoder frozen; batch norm without scale, a 1x1 conv to
 one logit per class at every grid cell, spatial mean of the logits (A.3);
-Adam at 5e-4.
+Adam at 5e-4, training on the pretraining augmentation with batch
+statistics, testing with the statistics of clean training latents; with
+--validation_fraction the steps are chosen on the held-out part.
+--mode=probe: the cached linear probe. The evaluation view of every image
+is encoded once; A.3's head, which with fixed statistics is a linear map of
+the standardised mean latent, is fitted to convergence for each
+--probe_penalties and the best on the held-out part is reported. Minutes.
+--probe_features=pixels fits it on raw pixels instead.
 --mode=efficient: a ResNet head on the latent grid (--head_*), trained on a
 --label_fraction subset; --fine_tune then also trains the encoder from the
 pretrained weights at --encoder_learning_rate, with early stopping on the
@@ -56,15 +63,18 @@ from cpc_tf import detect
 from cpc_tf import encoder as encoder_lib
 from cpc_tf import export as export_lib
 from cpc_tf import heads
+from cpc_tf import probe
 from cpc_tf import sources
 from cpc_tf import subsets
 from cpc_tf import voc
 from cpc_tf.augment import PatchAugment
 
-MODES = ["linear", "efficient", "supervised", "detection", "export"]
+MODES = ["linear", "probe", "efficient", "supervised", "detection", "export"]
 
 flags.DEFINE_enum("mode", "linear", MODES,
-                  "linear: the A.3 linear probe; efficient: a ResNet head on "
+                  "linear: the A.3 linear probe; probe: the cached linear "
+                  "probe (A.3's head fitted to convergence on features "
+                  "encoded once, minutes); efficient: a ResNet head on "
                   "the latents (optionally fine-tuning the encoder); "
                   "supervised: the A.4 pixel baseline; detection: RetinaNet "
                   "on the encoder, mAP on a VOC-style folder; export: write a "
@@ -88,13 +98,24 @@ flags.DEFINE_integer("batch_size", 64, "Batch size.")
 flags.DEFINE_float("learning_rate", 5e-4, "Adam learning rate of the head "
                    "(A.3: 5e-4), and of the whole network in supervised mode.")
 flags.DEFINE_integer("train_steps", 1000, "Optimizer steps (with the encoder "
-                     "fixed, in linear and efficient modes).")
+                     "fixed, in linear and efficient modes); linear mode "
+                     "with --validation_fraction stops early on it.")
 flags.DEFINE_bool("random_init", False, "Use a randomly initialised encoder "
                   "of the same architecture instead of the checkpoint (the "
                   "baseline the pretrained features must beat).")
 flags.DEFINE_integer("seed", 0, "Random seed (subsets, initialisation, data order).")
 flags.DEFINE_string("results_file", None, "JSON-lines file the result is "
                     "appended to (default: <model_dir>/results.jsonl).")
+# The cached linear probe.
+flags.DEFINE_enum("probe_features", "encoder", ["encoder", "pixels"],
+                  "probe: the encoder's mean latent (its checkpoint, or a "
+                  "random one with --random_init), or the raw pixels of the "
+                  "evaluation view (the baseline every encoder must beat).")
+flags.DEFINE_list("probe_penalties", [str(p) for p in probe.PENALTIES],
+                  "probe: L2 penalties tried; the one with the best "
+                  "validation top-1 is reported.")
+flags.DEFINE_integer("probe_steps", 300, "probe: full-batch Adam steps per "
+                     "fit (the record holds the final gradient norm).")
 # Efficient classification (Section 2.2).
 flags.DEFINE_integer("head_blocks", 11, "efficient: bottleneck blocks of the "
                      "ResNet head (paper: 11).")
@@ -118,9 +139,11 @@ flags.DEFINE_float("encoder_learning_rate", 5e-5, "--fine_tune: the "
 flags.DEFINE_integer("fine_tune_steps", 1000, "--fine_tune: at most this "
                      "many steps; efficient mode stops early on the "
                      "validation part, detection runs them all.")
-flags.DEFINE_integer("eval_every", 100, "--fine_tune: steps between "
-                     "validations for early stopping.")
-flags.DEFINE_integer("patience", 3, "--fine_tune: validations without "
+flags.DEFINE_integer("eval_every", 100, "--fine_tune, and linear mode with "
+                     "--validation_fraction: steps between validations for "
+                     "early stopping.")
+flags.DEFINE_integer("patience", 3, "--fine_tune, and linear mode with "
+                     "--validation_fraction: validations without "
                      "improvement before stopping; the best weights are kept.")
 # The supervised baseline (A.4).
 flags.DEFINE_enum("pixel_encoder", "resnet50",
@@ -165,6 +188,11 @@ flags.DEFINE_string("export_dir", None, "--mode=export: where the SavedModel "
 flags.mark_flag_as_required("model_dir")
 
 FLAGS = flags.FLAGS
+# Images per batch when encoding features for the cached probe.
+PROBE_BATCH = 128
+# A.3 probe: clean training images whose latents give the test-time
+# normalisation statistics.
+NORM_STATISTICS_IMAGES = 10000
 
 
 def pretrain_config() -> config_lib.PretrainConfig:
@@ -203,7 +231,21 @@ def check_flags():
   elif FLAGS.fine_tune and FLAGS.validation_fraction <= 0:
     raise config_lib.ConfigError(
         "--fine_tune stops early on held-out data: set --validation_fraction")
-  for name in ("batch_size", "train_steps", "eval_every", "patience",
+  if FLAGS.mode == "probe":
+    if FLAGS.validation_fraction <= 0:
+      raise config_lib.ConfigError("--mode=probe chooses its penalty on "
+                                   "held-out data: set --validation_fraction")
+    if FLAGS.random_init and FLAGS.probe_features == "pixels":
+      raise config_lib.ConfigError("--random_init is for "
+                                   "--probe_features=encoder")
+    try:
+      penalties = [float(p) for p in FLAGS.probe_penalties]
+    except ValueError:
+      penalties = [-1.0]
+    if not penalties or min(penalties) < 0:
+      raise config_lib.ConfigError("--probe_penalties must be numbers >= 0, "
+                                   f"got {FLAGS.probe_penalties}")
+  for name in ("batch_size", "train_steps", "probe_steps", "eval_every", "patience",
                "fine_tune_steps", "head_blocks", "head_width",
                "head_bottleneck", "pixel_width", "detection_image_size",
                "head_convs"):
@@ -297,8 +339,21 @@ def evaluate() -> dict:
                   if FLAGS.mode == "supervised" else config)
   model = build_classifier(model_config, classes)
   classify.compile_classifier(model, FLAGS.learning_rate)
-  model.fit(train, epochs=1, steps_per_epoch=FLAGS.train_steps, shuffle=False,
-            verbose=2)
+  steps = FLAGS.train_steps
+  if FLAGS.mode == "linear":
+    # Training normalises with each batch's statistics (A.3), testing with
+    # those of clean (unaugmented) training latents: collected on augmented,
+    # partly colour-dropped latents they would not describe the test inputs.
+    classify.use_clean_statistics(
+        model, labelled(FLAGS.train_split, False, train_indices).take(
+            -(-NORM_STATISTICS_IMAGES // FLAGS.batch_size)))
+  if FLAGS.mode == "linear" and held_out is not None:
+    steps = classify.train_with_early_stopping(
+        model, train, held_out, FLAGS.train_steps, FLAGS.eval_every,
+        FLAGS.patience)
+  else:
+    model.fit(train, epochs=1, steps_per_epoch=FLAGS.train_steps,
+              shuffle=False, verbose=2)
   saved = {}
   if FLAGS.save_encoder:
     saved = {"saved_encoder": classify.save_encoder(
@@ -320,10 +375,11 @@ def evaluate() -> dict:
                   "validation_top5": scores["top5"]}
   return {
       "mode": FLAGS.mode, "random_init": FLAGS.random_init,
+      **({"probe": "a3_linear"} if FLAGS.mode == "linear" else {}),
       "fine_tune": FLAGS.fine_tune, "patch_augment": FLAGS.patch_augment,
       "dataset": dataset,
       "train_split": FLAGS.train_split, "test_split": FLAGS.test_split,
-      "steps": FLAGS.train_steps, "fine_tune_steps": fine_tune_steps,
+      "steps": steps, "fine_tune_steps": fine_tune_steps,
       "label_fraction": FLAGS.label_fraction,
       "validation_fraction": FLAGS.validation_fraction,
       "train_examples": (train_source.num_examples if train_indices is None
@@ -338,6 +394,63 @@ def evaluate() -> dict:
       "pretrain_config": dataclasses.asdict(config), **saved,
       "test_top1": metrics["top1"], "test_top5": metrics["top5"],
       "test_loss": metrics["loss"],
+  }
+
+
+def cached_probe() -> dict:
+  """Encodes the evaluation view of the labelled images once and fits the
+  cached linear probe; returns its record."""
+  clock = classify.WallClock()
+  check_flags()
+  config = pretrain_config()
+  dataset = FLAGS.dataset or config.dataset
+  data_dir = FLAGS.data_dir or config.data_dir
+  train_source = sources.get_source(dataset, FLAGS.train_split, data_dir)
+  sources.get_source(dataset, FLAGS.test_split, data_dir)
+  train_indices, validation_indices = subsets.label_subset(
+      train_source.labels(), FLAGS.label_fraction, FLAGS.validation_fraction,
+      FLAGS.seed)
+  keras.utils.set_random_seed(FLAGS.seed)
+  if FLAGS.probe_features == "pixels":
+    size = config.image_size
+    grid = data.PatchGrid(image_size=size, patch_size=size, stride=size)
+    cells = probe.pixel_cells
+  else:
+    grid = config.grid
+    cells = probe.latent_cells(classify.restore_encoder(config,
+                                                        FLAGS.random_init))
+
+  def cache(split, indices=None):
+    images = data.classification_dataset(
+        dataset, split, data_dir, grid, PROBE_BATCH, train=False,
+        indices=indices)
+    total = len(indices) if indices is not None else sources.get_source(
+        dataset, split, data_dir).num_examples
+    bar = keras.utils.Progbar(total, unit_name="image")
+    print(f"Encoding {total} images of {split}", flush=True)
+    return probe.cache_features(cells, images, progress=bar.update)
+
+  train = cache(FLAGS.train_split, train_indices)
+  validation = cache(FLAGS.train_split, validation_indices)
+  test = cache(FLAGS.test_split)
+  encode_seconds = clock.seconds()
+  penalties = [float(p) for p in FLAGS.probe_penalties]
+  fit = probe.fit_probe(train, validation, test, train_source.num_classes,
+                        penalties, FLAGS.probe_steps)
+  return {
+      "mode": "probe", "probe": "cached_linear",
+      "features": FLAGS.probe_features, "random_init": FLAGS.random_init,
+      "dataset": dataset, "train_split": FLAGS.train_split,
+      "test_split": FLAGS.test_split, "label_fraction": FLAGS.label_fraction,
+      "validation_fraction": FLAGS.validation_fraction,
+      "train_examples": len(train_indices),
+      "validation_examples": len(validation_indices),
+      "feature_dim": int(train.means.shape[1]),
+      "penalties": penalties, "probe_steps": FLAGS.probe_steps,
+      **{k: v for k, v in fit.items() if k not in ("weights", "bias")},
+      "seed": FLAGS.seed, "encode_seconds": round(encode_seconds, 1),
+      "wall_seconds": round(clock.seconds(), 1),
+      "pretrain_config": dataclasses.asdict(config),
   }
 
 
@@ -409,7 +522,9 @@ def main(argv):
     if FLAGS.mode == "export":
       print(f"Exported the encoder to {export()}")
       return
-    record = detection() if FLAGS.mode == "detection" else evaluate()
+    run = {"detection": detection, "probe": cached_probe}.get(FLAGS.mode,
+                                                              evaluate)
+    record = run()
   except (config_lib.ConfigError, sources.DataError) as e:
     sys.exit(f"run_eval.py: error: {e}")
   print(describe(record))
@@ -419,10 +534,13 @@ def main(argv):
 
 def describe(record: dict) -> str:
   """One line: what was evaluated and its headline metric."""
-  kind = {"linear": "linear probe", "efficient": "efficient classifier",
+  kind = {"linear": "A.3 linear probe", "probe": "cached linear probe",
+          "efficient": "efficient classifier",
           "supervised": "supervised pixel baseline",
           "detection": "RetinaNet detector"}[FLAGS.mode]
-  if FLAGS.random_init:
+  if FLAGS.mode == "probe" and FLAGS.probe_features == "pixels":
+    kind += " on raw pixels"
+  elif FLAGS.random_init:
     kind += " (random encoder)"
   if FLAGS.fine_tune:
     kind += " (fine-tuned)"

@@ -84,6 +84,8 @@ flags.DEFINE_bool("share_context", D.share_context, "One context network for "
                   "are always per direction).")
 flags.DEFINE_integer("context_dim", D.context_dim, "Hidden width of the "
                      "masked context network (A.2: 256).")
+flags.DEFINE_integer("context_blocks", D.context_blocks, "Masked residual "
+                     "blocks in each context network (A.2: 5).")
 flags.DEFINE_integer("target_dim", D.target_dim, "Dimension of targets and "
                      "predictions (A.2: 64).")
 flags.DEFINE_float("emb_scale", D.emb_scale, "Scale of the predictions "
@@ -103,6 +105,12 @@ flags.DEFINE_float("learning_rate", D.learning_rate, "Peak Adam learning rate.")
 flags.DEFINE_integer("warmup_steps", D.warmup_steps, "Linear warm-up steps "
                      "before the cosine decay.")
 flags.DEFINE_integer("train_steps", D.train_steps, "Total optimizer steps.")
+flags.DEFINE_bool("restart_schedule", D.restart_schedule, "Allow resuming "
+                  "a model_dir with another --train_steps, --learning_rate "
+                  "or --warmup_steps (refused otherwise): from the step "
+                  "reached, the rate follows the schedule of the new flags, "
+                  "e.g. a longer cosine restarts above where the old one "
+                  "had decayed to (a warm restart).")
 flags.DEFINE_float("train_epochs", None, "If set, overrides train_steps: "
                    "epochs over the split at batch_size.")
 # Running.
@@ -133,6 +141,12 @@ flags.DEFINE_enum("precision", D.precision, sorted(config_lib.PRECISIONS),
 flags.DEFINE_bool("recompute", D.recompute, "Recompute encoder activations "
                   "in the backward pass, one chunk of patches at a time, so "
                   "larger batches fit in memory (costs one more forward pass).")
+flags.DEFINE_bool("small_map_matmul", D.small_map_matmul, "Compute "
+                  "convolutions on maps of at most 16 pixels as one matrix "
+                  "product (cpc_tf/small_conv.py) instead of TF's Conv2D. "
+                  "Which is faster depends on the CPU and TF's oneDNN "
+                  "kernels: bench/pretrain_step.py --variants=float32,"
+                  "float32_conv2d tells. Checkpoints are the same either way.")
 flags.DEFINE_integer("recompute_chunks", D.recompute_chunks, "--recompute: "
                      "the patches of a replica's batch are encoded in this "
                      "many chunks; peak encoder memory is about one chunk's.")
@@ -162,17 +176,20 @@ def config_from_flags() -> config_lib.PretrainConfig:
       encoder=FLAGS.encoder, encoder_width=FLAGS.encoder_width,
       encoder_blocks=blocks, norm=FLAGS.norm, stem=FLAGS.stem,
       directions=int(FLAGS.directions), share_context=FLAGS.share_context,
-      context_dim=FLAGS.context_dim, target_dim=FLAGS.target_dim,
+      context_dim=FLAGS.context_dim, context_blocks=FLAGS.context_blocks,
+      target_dim=FLAGS.target_dim,
       emb_scale=FLAGS.emb_scale, steps_to_ignore=FLAGS.steps_to_ignore,
       steps_to_predict=FLAGS.steps_to_predict, negatives=FLAGS.negatives,
       batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
       warmup_steps=FLAGS.warmup_steps, train_steps=train_steps,
+      restart_schedule=FLAGS.restart_schedule,
       model_dir=FLAGS.model_dir, strategy=FLAGS.strategy, tpu=FLAGS.tpu,
       checkpoint_every=FLAGS.checkpoint_every, log_every=FLAGS.log_every,
       seed=FLAGS.seed, deterministic=FLAGS.deterministic,
       jit_compile=FLAGS.jit_compile, precision=FLAGS.precision,
       recompute=FLAGS.recompute, recompute_chunks=FLAGS.recompute_chunks,
-      steps_per_execution=FLAGS.steps_per_execution)
+      steps_per_execution=FLAGS.steps_per_execution,
+      small_map_matmul=FLAGS.small_map_matmul)
 
 
 def main(argv):

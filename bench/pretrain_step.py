@@ -87,8 +87,6 @@ flags.register_validator("warmup", lambda value: value >= 1,
                          message="--warmup must be at least 1")
 flags.DEFINE_string("one", None, "Internal: measure the configuration given "
                     "by the other flags in this process, under this name.")
-flags.DEFINE_bool("small_map_matmul", True, "Run convolutions on small maps "
-                  "as matrix products (SmallMapConv2D); false: TF's Conv2D.")
 flags.DEFINE_bool("max_batch", False, "Instead of timing, find the largest "
                   f"batch whose training step peaks under {MEMORY_BUDGET_MB} "
                   "MB resident, for each case and variant.")
@@ -214,7 +212,6 @@ class StepEnds(keras.callbacks.Callback):
 
 def measure(case: str, steps: int, warmup: int) -> dict:
   """Images/s, patches/s and peak RSS of `steps` training steps."""
-  small_conv.SmallMapConv2D.enabled = flags.FLAGS.small_map_matmul
   config = run_pretrain.config_from_flags()
   config.validate()
   grid = config.grid

@@ -10,6 +10,8 @@ import keras
 import tensorflow as tf
 
 from cpc_tf import config as config_lib
+from cpc_tf import heads
+from cpc_tf import probe
 from cpc_tf.encoder import build_encoder
 from cpc_tf.model import encode_patches
 
@@ -62,6 +64,15 @@ class PatchClassifier(keras.Model):
       else:
         metric.update_state(labels, logits)
     return {metric.name: metric.result() for metric in self.metrics}
+
+
+def use_clean_statistics(model: PatchClassifier, clean: tf.data.Dataset):
+  """Fixes the linear head's test-time normalisation to the statistics of
+  the latents of `clean`, (patches, label) batches of evaluation views.
+  Training still normalises with each batch's statistics (A.3)."""
+  statistics = probe.cache_features(probe.latent_cells(model.encoder), clean)
+  heads.fix_norm_statistics(model.head, statistics.cell_mean,
+                            statistics.cell_variance)
 
 
 def encoder_checkpoint(encoder: keras.Model) -> tf.train.Checkpoint:
@@ -121,24 +132,35 @@ def compile_classifier(model: PatchClassifier, learning_rate: float):
     model.encoder_optimizer.build(model.encoder.trainable_variables)
 
 
+def train_with_early_stopping(model: keras.Model, train: tf.data.Dataset,
+                              held_out: tf.data.Dataset, max_steps: int,
+                              eval_every: int, patience: int, callbacks=()
+                              ) -> int:
+  """Trains, validating every eval_every steps; stops after `patience`
+  validations without a better top-1 and keeps the best weights. Returns the
+  steps taken."""
+  stopping = keras.callbacks.EarlyStopping(
+      monitor="val_top1", mode="max", patience=patience,
+      restore_best_weights=True)
+  history = model.fit(train, epochs=math.ceil(max_steps / eval_every),
+                      steps_per_epoch=eval_every, validation_data=held_out,
+                      callbacks=[*callbacks, stopping], shuffle=False, verbose=2)
+  return len(history.history["loss"]) * eval_every
+
+
 def fine_tune(model: PatchClassifier, train: tf.data.Dataset,
               held_out: tf.data.Dataset, learning_rate: float,
               encoder_learning_rate: float, max_steps: int, eval_every: int,
               patience: int, callbacks=()):
   """Section 2.2: from the fixed-encoder solution, train encoder and head
-  together (the encoder at its own smaller rate), validate every eval_every
-  steps, stop after `patience` validations without a better top-1 and keep
-  the best weights. Returns (the fine-tuned model, steps taken)."""
+  together (the encoder at its own smaller rate) with early stopping on the
+  held-out data. Returns (the fine-tuned model, steps taken)."""
   tuned = PatchClassifier(model.encoder, model.head, fine_tune=True,
                           encoder_learning_rate=encoder_learning_rate)
   compile_classifier(tuned, learning_rate)
-  stopping = keras.callbacks.EarlyStopping(
-      monitor="val_top1", mode="max", patience=patience,
-      restore_best_weights=True)
-  history = tuned.fit(train, epochs=math.ceil(max_steps / eval_every),
-                      steps_per_epoch=eval_every, validation_data=held_out,
-                      callbacks=[*callbacks, stopping], shuffle=False, verbose=2)
-  return tuned, len(history.history["loss"]) * eval_every
+  steps = train_with_early_stopping(tuned, train, held_out, max_steps,
+                                    eval_every, patience, callbacks)
+  return tuned, steps
 
 
 def append_result(model_dir: str, record: dict,

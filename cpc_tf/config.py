@@ -51,6 +51,7 @@ class PretrainConfig:
   directions: int = 1
   share_context: bool = False
   context_dim: int = 256
+  context_blocks: int = 5
   target_dim: int = 64
   emb_scale: float = 0.1
   steps_to_ignore: int = 2
@@ -61,6 +62,7 @@ class PretrainConfig:
   learning_rate: float = 2e-4
   warmup_steps: int = 0
   train_steps: int = 1000
+  restart_schedule: bool = False
   # Running.
   model_dir: str = "/tmp/cpc_tf"
   strategy: str = "default"
@@ -74,13 +76,19 @@ class PretrainConfig:
   recompute: bool = False
   recompute_chunks: int = 8
   steps_per_execution: int = 1
+  small_map_matmul: bool = True
 
   # Settings that define the trained variables: a checkpoint only fits a run
   # that agrees on all of them.
   MODEL_FIELDS = ("image_size", "patch_size", "patch_stride", "encoder",
                   "encoder_width", "encoder_blocks", "norm", "stem",
-                  "directions", "share_context", "context_dim", "target_dim",
+                  "directions", "share_context", "context_dim", "context_blocks",
+                  "target_dim",
                   "steps_to_ignore", "steps_to_predict", "precision")
+
+  # Settings that define the learning rate at each step: a resumed run
+  # follows the schedule it started with unless restart_schedule is set.
+  SCHEDULE_FIELDS = ("learning_rate", "warmup_steps", "train_steps")
 
   @property
   def grid(self) -> PatchGrid:
@@ -103,7 +111,7 @@ class PretrainConfig:
         directions=self.directions, target_dim=self.target_dim,
         emb_scale=self.emb_scale, steps_to_ignore=self.steps_to_ignore,
         steps_to_predict=self.steps_to_predict, context_dim=self.context_dim,
-        share_context=self.share_context, negatives=self.negatives)
+        context_blocks=self.context_blocks, share_context=self.share_context, negatives=self.negatives)
 
   def validate(self):
     """Raises ConfigError naming the setting for anything that cannot work."""
@@ -132,7 +140,7 @@ class PretrainConfig:
     if not 0 <= self.color_drop <= 1:
       raise ConfigError(f"color_drop is a probability, got {self.color_drop}")
     for name in ("batch_size", "train_steps", "checkpoint_every", "log_every",
-                 "encoder_width", "context_dim", "target_dim"):
+                 "encoder_width", "context_dim", "context_blocks", "target_dim"):
       if getattr(self, name) < 1:
         raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
     if self.precision not in PRECISIONS:
@@ -169,17 +177,41 @@ def load_config(model_dir: str) -> Optional[PretrainConfig]:
     return PretrainConfig.from_json(f.read())
 
 
+def has_checkpoint(model_dir: str) -> bool:
+  return tf.train.latest_checkpoint(
+      os.path.join(model_dir, "checkpoints")) is not None
+
+
 def save_config(config: PretrainConfig, write: bool = True):
   """Writes model_dir/config.json (if `write`), refusing one that contradicts
-  the saved one."""
+  the saved one: another model, or, once training has started, another
+  learning-rate schedule without restart_schedule."""
   saved = load_config(config.model_dir)
   if saved is not None:
     check_compatible(saved, config)
+    if has_checkpoint(config.model_dir) and not config.restart_schedule:
+      check_schedule(saved, config)
   if not write:
     return
   tf.io.gfile.makedirs(config.model_dir)
   with tf.io.gfile.GFile(os.path.join(config.model_dir, CONFIG_FILE), "w") as f:
     f.write(config.to_json())
+
+
+def check_schedule(saved: PretrainConfig, config: PretrainConfig):
+  """ConfigError naming each schedule setting where a resumed run differs."""
+  differences = [
+      f"{name}: the run has {getattr(saved, name)!r}, flags say "
+      f"{getattr(config, name)!r}"
+      for name in PretrainConfig.SCHEDULE_FIELDS
+      if getattr(saved, name) != getattr(config, name)]
+  if differences:
+    raise ConfigError(
+        f"model_dir {config.model_dir} is training on another learning-rate "
+        "schedule; " + "; ".join(differences) + ". Resume with the run's "
+        "settings, or pass --restart_schedule to continue from the step "
+        "reached on the schedule of the new settings (warm-up and cosine "
+        "recomputed for them: the rate jumps to their value at that step).")
 
 
 def check_compatible(saved: PretrainConfig, config: PretrainConfig):

@@ -16,6 +16,18 @@ def linear_head(num_classes: int, name: str = "linear_head") -> keras.Sequential
   ], name=name)
 
 
+def fix_norm_statistics(head: keras.Model, mean, variance):
+  """Sets linear_head's test-time normalisation to these statistics (e.g.
+  those of clean latents) and keeps them there: with momentum 1 training's
+  batch statistics no longer move them. Call before training is traced."""
+  if not head.built:
+    head.build((None, None, None, len(mean)))
+  norm = head.get_layer("norm")
+  norm.momentum = 1.0
+  norm.moving_mean.assign(mean)
+  norm.moving_variance.assign(variance)
+
+
 def resnet_head(num_classes: int, latent_dim: int, blocks: int,
                 bottleneck: int, width: int, norm: str = "batch",
                 dropout: float = 0.0, name: str = "resnet_head") -> keras.Model:

@@ -11,6 +11,7 @@ from cpc_tf import checkpoints as checkpoints_lib
 from cpc_tf import config as config_lib
 from cpc_tf import data
 from cpc_tf import distribute
+from cpc_tf import small_conv
 from cpc_tf import sources
 from cpc_tf import summaries
 from cpc_tf.encoder import build_encoder
@@ -41,6 +42,7 @@ def dtype_policy(name: str):
 def build_model(config: config_lib.PretrainConfig) -> CPCModel:
   """The compiled CPC model with all variables (optimizer slots too) created;
   call inside the strategy's scope."""
+  small_conv.SmallMapConv2D.enabled = config.small_map_matmul
   with dtype_policy(config_lib.PRECISIONS[config.precision]):
     model = CPCModel(build_encoder(config.encoder_config), config.objective(),
                      recompute_chunks=config.recompute_chunks

@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from cpc_tf import config as config_lib
+from cpc_tf import context
 from cpc_tf import infonce
 
 QUARTER_TURNS = {"top_down": 0, "bottom_up": 2, "left_right": 1,
@@ -117,14 +119,11 @@ def test_rotate_equals_rot90(quarter_turns):
                                 tf.image.rot90(grid, quarter_turns))
 
 
-@pytest.mark.parametrize("directions", [1, 2, 4])
-def test_context_is_causal_in_every_direction(directions):
+def assert_causal(objective, size=6, seed=0):
   """Changing latents strictly 'below' row i (in each direction's frame)
   leaves that direction's context at rows <= i unchanged."""
-  rng = np.random.default_rng(directions)
-  size = 6
+  rng = np.random.default_rng(seed)
   latents = rng.normal(size=(2, size, size, 8)).astype(np.float32)
-  objective = infonce.CPCObjective(directions=directions, context_dim=16)
   before = objective.contexts(tf.constant(latents))
   for name in objective.direction_names:
     turns = QUARTER_TURNS[name]
@@ -137,6 +136,23 @@ def test_context_is_causal_in_every_direction(directions):
                                  before[name].numpy()[:, :row + 1], atol=1e-5)
       # ... and the rows below do change: the check can fail.
       assert not np.allclose(after[:, row + 1:], before[name].numpy()[:, row + 1:])
+
+
+@pytest.mark.parametrize("directions", [1, 2, 4])
+def test_context_is_causal_in_every_direction(directions):
+  assert_causal(infonce.CPCObjective(directions=directions, context_dim=16),
+                seed=directions)
+
+
+@pytest.mark.parametrize("blocks", [1, 3])
+def test_context_blocks_sets_the_depth_and_stays_causal(blocks):
+  config = config_lib.PretrainConfig(directions=2, context_dim=16,
+                                     context_blocks=blocks)
+  objective = config.objective()
+  for network in objective.context_networks:
+    assert [type(layer) for layer in network.layers] == (
+        [context.MaskedResidualBlock] * blocks)
+  assert_causal(objective, seed=blocks)
 
 
 def test_perfect_predictions_reach_minimum_loss_and_full_accuracy():

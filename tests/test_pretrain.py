@@ -1,6 +1,9 @@
 """Pretraining run mechanics: schedule, checkpoints on ram://, NaN stop."""
 
 import dataclasses
+import glob
+import os
+import shutil
 
 import numpy as np
 import pytest
@@ -43,7 +46,8 @@ def test_model_dir_on_ram_filesystem_trains_and_resumes():
   assert latest.endswith("ckpt-4")
   weights = model.get_weights()
 
-  resumed = pretrain.pretrain(dataclasses.replace(config, train_steps=6))
+  resumed = pretrain.pretrain(dataclasses.replace(config, train_steps=6,
+                                                  restart_schedule=True))
   assert int(resumed.optimizer.iterations.numpy()) == 6
   assert tf.train.latest_checkpoint(
       "ram://cpc_tf_test/run/checkpoints").endswith("ckpt-6")
@@ -51,6 +55,62 @@ def test_model_dir_on_ram_filesystem_trains_and_resumes():
   fresh = pretrain.build_model(config).get_weights()
   distance = lambda a, b: sum(np.abs(x - y).sum() for x, y in zip(a, b))
   assert distance(resumed.get_weights(), weights) < distance(fresh, weights)
+
+
+def logged_learning_rates(model_dir):
+  """{step: learning rate} from the run's TensorBoard events."""
+  rates = {}
+  for path in glob.glob(os.path.join(model_dir, "train", "events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.tag == "learning_rate":
+          rates[event.step] = float(tf.make_ndarray(value.tensor))
+  return rates
+
+
+def test_resumed_run_follows_the_uninterrupted_schedule(tmp_path):
+  config = dataclasses.replace(TINY, model_dir=str(tmp_path / "whole"),
+                               train_steps=6, warmup_steps=2, log_every=1,
+                               learning_rate=1e-2)
+  pretrain.pretrain(config)
+  whole = logged_learning_rates(config.model_dir)
+  schedule = pretrain.learning_rate_schedule(config)
+  assert sorted(whole) == [1, 2, 3, 4, 5, 6]
+  for step, rate in whole.items():
+    assert rate == pytest.approx(float(schedule(step)), rel=1e-6, abs=1e-12)
+
+  # The same run stopped at step 2 (its second checkpoint) and resumed.
+  resumed_dir = str(tmp_path / "resumed")
+  shutil.copytree(config.model_dir, resumed_dir,
+                  ignore=shutil.ignore_patterns("train"))
+  tf.compat.v1.train.update_checkpoint_state(
+      os.path.join(resumed_dir, "checkpoints"), "ckpt-2")
+  pretrain.pretrain(dataclasses.replace(config, model_dir=resumed_dir))
+  resumed = logged_learning_rates(resumed_dir)
+  assert sorted(resumed) == [3, 4, 5, 6]
+  for step, rate in resumed.items():
+    assert rate == pytest.approx(whole[step], rel=1e-6, abs=1e-12)
+
+
+def test_resume_with_another_schedule_is_refused_or_restarted(tmp_path):
+  config = dataclasses.replace(TINY, model_dir=str(tmp_path), train_steps=4,
+                               log_every=1)
+  pretrain.pretrain(config)
+  for change in (dict(train_steps=8), dict(learning_rate=1e-3),
+                 dict(warmup_steps=1)):
+    name = next(iter(change))
+    with pytest.raises(config_lib.ConfigError,
+                       match=f"{name}: the run has .*--restart_schedule"):
+      pretrain.pretrain(dataclasses.replace(config, **change))
+  longer = dataclasses.replace(config, train_steps=8, restart_schedule=True)
+  model = pretrain.pretrain(longer)
+  assert int(model.optimizer.iterations.numpy()) == 8
+  # From step 4 on, the rate is the 8-step schedule's (a warm restart).
+  rates = logged_learning_rates(config.model_dir)
+  new_schedule = pretrain.learning_rate_schedule(longer)
+  for step in (5, 6, 7, 8):
+    assert rates[step] == pytest.approx(float(new_schedule(step)), abs=1e-12)
+  assert rates[5] > rates[4]
 
 
 def test_non_finite_loss_stops_without_saving(tmp_path):

@@ -41,7 +41,14 @@ def test_smoke_trains_checkpoints_and_resumes(tmp_path, tfds_dir):
   saved = config_lib.load_config(model_dir)
   assert saved.directions == 2 and saved.train_steps == 6
 
-  second = run_pretrain(tfds_dir, f"--model_dir={model_dir}", "--train_steps=9")
+  # A longer schedule is refused unless asked for explicitly.
+  refused = run_pretrain(tfds_dir, f"--model_dir={model_dir}", "--train_steps=9")
+  assert refused.returncode != 0
+  assert "train_steps: the run has 6, flags say 9" in refused.stderr
+  assert "--restart_schedule" in refused.stderr
+  assert "Traceback" not in refused.stderr
+  second = run_pretrain(tfds_dir, f"--model_dir={model_dir}", "--train_steps=9",
+                        "--restart_schedule")
   assert second.returncode == 0, second.stderr[-3000:]
   assert "Resumed from step 6" in second.stdout
   assert tf.train.latest_checkpoint(checkpoints).endswith("ckpt-9")
