@@ -114,7 +114,7 @@ flags.DEFINE_enum("probe_features", "encoder", ["encoder", "pixels"],
 flags.DEFINE_list("probe_penalties", [str(p) for p in probe.PENALTIES],
                   "probe: L2 penalties tried; the one with the best "
                   "validation top-1 is reported.")
-flags.DEFINE_integer("probe_steps", 300, "probe: full-batch Adam steps per "
+flags.DEFINE_integer("probe_steps", 500, "probe: full-batch Adam steps per "
                      "fit (the record holds the final gradient norm).")
 # Efficient classification (Section 2.2).
 flags.DEFINE_integer("head_blocks", 11, "efficient: bottleneck blocks of the "
@@ -245,8 +245,8 @@ def check_flags():
     if not penalties or min(penalties) < 0:
       raise config_lib.ConfigError("--probe_penalties must be numbers >= 0, "
                                    f"got {FLAGS.probe_penalties}")
-  for name in ("batch_size", "train_steps", "probe_steps", "eval_every", "patience",
-               "fine_tune_steps", "head_blocks", "head_width",
+  for name in ("batch_size", "train_steps", "probe_steps", "eval_every",
+               "patience", "fine_tune_steps", "head_blocks", "head_width",
                "head_bottleneck", "pixel_width", "detection_image_size",
                "head_convs"):
     if getattr(FLAGS, name) < 1:
@@ -448,6 +448,10 @@ def cached_probe() -> dict:
       "feature_dim": int(train.means.shape[1]),
       "penalties": penalties, "probe_steps": FLAGS.probe_steps,
       **{k: v for k, v in fit.items() if k not in ("weights", "bias")},
+      "encoder_checkpoint": (
+          None if FLAGS.random_init or FLAGS.probe_features == "pixels" else
+          tf.train.latest_checkpoint(os.path.join(config.model_dir,
+                                                  "checkpoints"))),
       "seed": FLAGS.seed, "encode_seconds": round(encode_seconds, 1),
       "wall_seconds": round(clock.seconds(), 1),
       "pretrain_config": dataclasses.asdict(config),

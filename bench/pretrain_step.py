@@ -43,6 +43,7 @@ TFDS_DIR = os.environ.get("TFDS_DATA_DIR",
 CASES = {
     "smoke": ["--flagfile=flags/smoke.cfg"],
     "cifar10_cpu": ["--flagfile=flags/cifar10_cpu.cfg"],
+    "cifar10_session": ["--flagfile=flags/cifar10_cpu_session.cfg"],
     "resnet50_64px_batch4": [
         "--flagfile=flags/resnet50_imagenet.cfg", "--image_size=256",
         "--patch_size=64", "--patch_stride=32", "--batch_size=4",

@@ -12,6 +12,7 @@ import tensorflow as tf
 from cpc_tf import config as config_lib
 from cpc_tf import heads
 from cpc_tf import probe
+from cpc_tf import small_conv
 from cpc_tf.encoder import build_encoder
 from cpc_tf.model import encode_patches
 
@@ -84,6 +85,7 @@ def restore_encoder(config: config_lib.PretrainConfig,
                     random_init: bool = False) -> keras.Model:
   """The pretrained encoder of config.model_dir's newest checkpoint (or a
   randomly initialised one of the same architecture)."""
+  small_conv.SmallMapConv2D.enabled = config.small_map_matmul
   encoder = build_encoder(config.encoder_config)
   if random_init:
     return encoder

@@ -25,7 +25,7 @@ from cpc_tf.model import encode_patches
 
 # Keras BatchNormalization's default epsilon, which heads.linear_head uses.
 NORM_EPSILON = 1e-3
-PENALTIES = (1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 0.0)
+PENALTIES = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 0.0)
 
 
 @dataclasses.dataclass
@@ -93,7 +93,7 @@ def standardise(means: np.ndarray, statistics: CachedFeatures) -> np.ndarray:
 
 
 def fit_logistic(features: np.ndarray, labels: np.ndarray, num_classes: int,
-                 penalties: Sequence[float], steps: int = 300,
+                 penalties: Sequence[float], steps: int = 500,
                  learning_rate: float = 0.05
                  ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Multinomial logistic regressions, one per penalty, each minimising
@@ -150,7 +150,7 @@ def accuracy(features: np.ndarray, labels: np.ndarray, weights: np.ndarray,
 
 def fit_probe(train: CachedFeatures, validation: CachedFeatures,
               test: CachedFeatures, num_classes: int,
-              penalties: Sequence[float] = PENALTIES, steps: int = 300
+              penalties: Sequence[float] = PENALTIES, steps: int = 500
               ) -> Dict[str, object]:
   """Fits one probe per penalty on `train`, keeps the one with the best
   validation top-1 (the stronger penalty on a tie) and returns its

@@ -75,21 +75,28 @@ def test_top1_top5_match_numpy():
   assert float(top5.result()) == pytest.approx(np.mean(ranks < 5))
 
 
-def test_run_eval_linear_appends_a_result(pretrained, tfds_dir):
+def test_run_eval_linear_and_cached_probes_append_results(pretrained, tfds_dir):
   config, _ = pretrained
   env = dict(os.environ, TFDS_DATA_DIR=tfds_dir)
-  for extra in ([], ["--random_init"]):
+  for extra in (["--mode=linear", "--validation_fraction=0.25",
+                 "--eval_every=1", "--patience=1"],
+                ["--mode=probe", "--validation_fraction=0.25", "--random_init",
+                 "--probe_steps=20"]):
     result = subprocess.run(
         [sys.executable, "run_eval.py", f"--model_dir={config.model_dir}",
          "--train_split=train[:64]", "--test_split=test[:32]",
-         "--batch_size=8", "--train_steps=2", *extra],
+         "--batch_size=8", "--train_steps=3", *extra],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "top-1" in result.stdout
   with open(os.path.join(config.model_dir, classify.RESULTS_FILE)) as f:
-    records = [json.loads(line) for line in f]
-  assert [r["random_init"] for r in records] == [False, True]
-  assert all(0.0 <= r["test_top1"] <= r["test_top5"] <= 1.0 for r in records)
+    linear, cached = [json.loads(line) for line in f]
+  assert (linear["probe"], linear["random_init"]) == ("a3_linear", False)
+  assert 1 <= linear["steps"] <= 3 and "validation_top1" in linear
+  assert (cached["probe"], cached["random_init"]) == ("cached_linear", True)
+  assert cached["train_examples"] + cached["validation_examples"] == 64
+  for record in (linear, cached):
+    assert 0.0 <= record["test_top1"] <= record["test_top5"] <= 1.0
 
 
 def test_fine_tuning_moves_the_encoder_at_its_own_learning_rate(pretrained, tfds_dir):
@@ -188,11 +195,14 @@ def test_run_eval_save_encoder_never_overwrites(pretrained, tfds_dir):
   assert "Traceback" not in result.stderr
 
 
-def test_run_eval_rejects_fine_tune_without_validation(pretrained, tfds_dir):
+@pytest.mark.parametrize("mode_flags", [["--mode=efficient", "--fine_tune"],
+                                        ["--mode=probe"]])
+def test_run_eval_rejects_choosing_without_validation(pretrained, tfds_dir,
+                                                      mode_flags):
   config, _ = pretrained
   result = subprocess.run(
       [sys.executable, "run_eval.py", f"--model_dir={config.model_dir}",
-       "--mode=efficient", "--fine_tune"], cwd=REPO,
+       *mode_flags], cwd=REPO,
       env=dict(os.environ, TFDS_DATA_DIR=tfds_dir), capture_output=True,
       text=True, timeout=300)
   assert result.returncode != 0
