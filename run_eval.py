@@ -304,19 +304,26 @@ def grid_for_mode(config) -> data.PatchGrid:
   return config.grid
 
 
+def labelled_data(config):
+  """(dataset, data_dir, training split's source) of a classification
+  evaluation, both splits checked to exist and to be labelled."""
+  dataset = FLAGS.dataset or config.dataset
+  data_dir = FLAGS.data_dir or config.data_dir
+  train_source = sources.get_source(dataset, FLAGS.train_split, data_dir)
+  sources.get_source(dataset, FLAGS.test_split, data_dir)
+  if train_source.num_classes < 2:
+    raise sources.DataError(f"{dataset} {FLAGS.train_split} has no class "
+                            "labels to evaluate with")
+  return dataset, data_dir, train_source
+
+
 def evaluate() -> dict:
   """Trains the mode's classifier and returns the test metrics record."""
   clock = classify.WallClock()
   check_flags()
   config = pretrain_config()
-  dataset = FLAGS.dataset or config.dataset
-  data_dir = FLAGS.data_dir or config.data_dir
-  train_source = sources.get_source(dataset, FLAGS.train_split, data_dir)
-  sources.get_source(dataset, FLAGS.test_split, data_dir)
+  dataset, data_dir, train_source = labelled_data(config)
   classes = train_source.num_classes
-  if classes < 2:
-    raise sources.DataError(f"{dataset} {FLAGS.train_split} has no class "
-                            "labels to evaluate with")
   train_indices, validation_indices = None, []
   if FLAGS.label_fraction < 1 or FLAGS.validation_fraction > 0:
     train_indices, validation_indices = subsets.label_subset(
@@ -403,10 +410,7 @@ def cached_probe() -> dict:
   clock = classify.WallClock()
   check_flags()
   config = pretrain_config()
-  dataset = FLAGS.dataset or config.dataset
-  data_dir = FLAGS.data_dir or config.data_dir
-  train_source = sources.get_source(dataset, FLAGS.train_split, data_dir)
-  sources.get_source(dataset, FLAGS.test_split, data_dir)
+  dataset, data_dir, train_source = labelled_data(config)
   train_indices, validation_indices = subsets.label_subset(
       train_source.labels(), FLAGS.label_fraction, FLAGS.validation_fraction,
       FLAGS.seed)

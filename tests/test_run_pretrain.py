@@ -114,3 +114,21 @@ def test_missing_data_dir_and_split(tmp_path, tfds_dir):
   with pytest.raises(sources.DataError, match="split 'valid'"):
     sources.get_source("cifar10", "valid", tfds_dir)
   assert sources.get_source("cifar10", "train[:1%]", tfds_dir).num_examples == 500
+
+
+@pytest.mark.parametrize("flagfile", ["smoke.cfg", "cifar10_cpu.cfg",
+                                      "cifar10_cpu_session.cfg", "fruit_cpu.cfg"])
+def test_pretraining_flagfiles_give_valid_configs(flagfile, monkeypatch):
+  import run_pretrain  # pylint: disable=g-import-not-at-top
+  monkeypatch.chdir(REPO)   # flagfiles name the flagfiles they build on from here
+  try:
+    run_pretrain.FLAGS(["run_pretrain.py", f"--flagfile=flags/{flagfile}"])
+    config = run_pretrain.config_from_flags()
+  finally:
+    run_pretrain.FLAGS.unparse_flags()
+  config.validate()
+  if flagfile == "cifar10_cpu_session.cfg":
+    # It builds on cifar10_cpu.cfg and overrides what it names.
+    assert (config.grid.grid_size, config.encoder_width) == (5, 32)
+    assert (config.color_drop, config.pa_color, config.small_map_matmul) == (
+        0.5, False, False)
