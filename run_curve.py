@@ -7,8 +7,10 @@ r"""The data-efficiency curve (Figure 1) in one command.
 For every fraction and seed, trains each --methods classifier on the same
 class-balanced subset with run_eval.py (one process per run, results
 appended to <out_dir>/results.jsonl; runs already there are skipped, so an
-interrupted curve resumes), then writes <out_dir>/curve.md (a table, mean ±
-std over seeds) and <out_dir>/curve.png.
+interrupted curve resumes; an --out_dir whose runs were made with another
+eval flagfile, validation fraction or encoder checkpoint is refused), then
+writes <out_dir>/curve.md (a table, mean ± std over seeds) and
+<out_dir>/curve.png.
 """
 
 import os
@@ -64,7 +66,18 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   fractions, seeds = check_flags()
   out_dir = FLAGS.out_dir or os.path.join(FLAGS.model_dir, "curve")
-  tf.io.gfile.makedirs(out_dir)
+  eval_flags = ""
+  if FLAGS.eval_flagfile:
+    with open(FLAGS.eval_flagfile) as f:
+      eval_flags = f.read()
+  try:
+    curve.check_settings(out_dir, {
+        "eval_flagfile": eval_flags,
+        "validation_fraction": FLAGS.validation_fraction,
+        "encoder_checkpoint": tf.train.latest_checkpoint(
+            os.path.join(FLAGS.model_dir, "checkpoints"))})
+  except ValueError as e:
+    sys.exit(f"run_curve.py: error: {e}")
   results = os.path.join(out_dir, "results.jsonl")
   finished = curve.done(curve.read_records(results))
   shared = [f"--flagfile={FLAGS.eval_flagfile}"] if FLAGS.eval_flagfile else []

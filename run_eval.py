@@ -137,8 +137,9 @@ flags.DEFINE_bool("fine_tune", False, "efficient and detection: after "
 flags.DEFINE_float("encoder_learning_rate", 5e-5, "--fine_tune: the "
                    "encoder's own (smaller) Adam learning rate.")
 flags.DEFINE_integer("fine_tune_steps", 1000, "--fine_tune: at most this "
-                     "many steps; efficient mode stops early on the "
-                     "validation part, detection runs them all.")
+                     "many steps; efficient mode runs whole rounds of "
+                     "--eval_every and stops early on the validation part, "
+                     "detection runs them all.")
 flags.DEFINE_integer("eval_every", 100, "--fine_tune, and linear mode with "
                      "--validation_fraction: steps between validations for "
                      "early stopping.")
@@ -231,6 +232,20 @@ def check_flags():
   elif FLAGS.fine_tune and FLAGS.validation_fraction <= 0:
     raise config_lib.ConfigError(
         "--fine_tune stops early on held-out data: set --validation_fraction")
+  elif FLAGS.fine_tune and FLAGS.eval_every > FLAGS.fine_tune_steps:
+    raise config_lib.ConfigError(
+        f"--eval_every ({FLAGS.eval_every}) is more than --fine_tune_steps "
+        f"({FLAGS.fine_tune_steps}): no validation would happen")
+  if (FLAGS.mode == "linear" and FLAGS.validation_fraction > 0
+      and FLAGS.eval_every > FLAGS.train_steps):
+    raise config_lib.ConfigError(
+        f"--eval_every ({FLAGS.eval_every}) is more than --train_steps "
+        f"({FLAGS.train_steps}): no validation would happen")
+  if FLAGS.random_init and FLAGS.mode not in ("linear", "probe", "efficient",
+                                              "detection"):
+    raise config_lib.ConfigError(
+        f"--random_init is for the modes that evaluate an encoder (linear, "
+        f"probe, efficient, detection), not --mode={FLAGS.mode}")
   if FLAGS.mode == "probe":
     if FLAGS.validation_fraction <= 0:
       raise config_lib.ConfigError("--mode=probe chooses its penalty on "

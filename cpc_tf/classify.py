@@ -1,7 +1,6 @@
 """Classification on CPC latents: patches -> frozen encoder -> latents -> head."""
 
 import json
-import math
 import os
 import time
 from typing import Optional
@@ -138,13 +137,16 @@ def train_with_early_stopping(model: keras.Model, train: tf.data.Dataset,
                               held_out: tf.data.Dataset, max_steps: int,
                               eval_every: int, patience: int, callbacks=()
                               ) -> int:
-  """Trains, validating every eval_every steps; stops after `patience`
-  validations without a better top-1 and keeps the best weights. Returns the
-  steps taken."""
+  """Trains for at most max_steps, in rounds of eval_every steps each ended
+  by a validation; stops after `patience` validations without a better
+  top-1 and keeps the best weights. Returns the steps taken."""
+  if not 0 < eval_every <= max_steps:
+    raise ValueError(f"eval_every ({eval_every}) must be in [1, max_steps "
+                     f"({max_steps})]")
   stopping = keras.callbacks.EarlyStopping(
       monitor="val_top1", mode="max", patience=patience,
       restore_best_weights=True)
-  history = model.fit(train, epochs=math.ceil(max_steps / eval_every),
+  history = model.fit(train, epochs=max_steps // eval_every,
                       steps_per_epoch=eval_every, validation_data=held_out,
                       callbacks=[*callbacks, stopping], shuffle=False, verbose=2)
   return len(history.history["loss"]) * eval_every

@@ -84,11 +84,18 @@ class PretrainConfig:
                   "encoder_width", "encoder_blocks", "norm", "stem",
                   "directions", "share_context", "context_dim", "context_blocks",
                   "target_dim",
-                  "steps_to_ignore", "steps_to_predict", "precision")
+                  "steps_to_ignore", "steps_to_predict", "loss_scaling")
 
   # Settings that define the learning rate at each step: a resumed run
   # follows the schedule it started with unless restart_schedule is set.
   SCHEDULE_FIELDS = ("learning_rate", "warmup_steps", "train_steps")
+
+  @property
+  def loss_scaling(self) -> bool:
+    """Whether the optimizer carries a loss scale (mixed_float16 only):
+    variables are float32 in every precision, so float32 and bfloat16 runs
+    resume each other's checkpoints."""
+    return self.precision == "mixed_float16"
 
   @property
   def grid(self) -> PatchGrid:

@@ -41,6 +41,29 @@ def read_records(path: str) -> List[dict]:
     return [json.loads(line) for line in f if line.strip()]
 
 
+SETTINGS_FILE = "settings.json"
+
+
+def check_settings(out_dir: str, settings: Dict[str, object]):
+  """Records the evaluation settings of out_dir's runs in settings.json, or
+  raises ValueError naming those that differ from the recorded ones: runs
+  made under other settings are never reused as if finished."""
+  path = os.path.join(out_dir, SETTINGS_FILE)
+  if tf.io.gfile.exists(path):
+    with tf.io.gfile.GFile(path) as f:
+      saved = json.load(f)
+    changed = sorted(k for k in set(saved) | set(settings)
+                     if saved.get(k) != settings.get(k))
+    if changed:
+      raise ValueError(
+          f"{out_dir} holds runs made with other evaluation settings "
+          f"({', '.join(changed)} differ from {path}); use another --out_dir")
+    return
+  tf.io.gfile.makedirs(out_dir)
+  with tf.io.gfile.GFile(path, "w") as f:
+    json.dump(settings, f, indent=2, sort_keys=True)
+
+
 def done(records: Iterable[dict]) -> set:
   """(method, fraction, seed) of the runs already recorded."""
   return {(method_of(r), r["label_fraction"], r["seed"]) for r in records}

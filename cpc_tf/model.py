@@ -86,6 +86,3 @@ class CPCModel(keras.Model):
     gradients = tape.gradient(scaled_loss, variables)
     self.optimizer.apply_gradients(zip(gradients, variables))
     return self._update_metrics(loss, losses, accuracy)
-
-  def test_step(self, patches):
-    return self._update_metrics(*self.compute_cpc_loss(patches, training=False))

@@ -16,7 +16,6 @@ from absl import logging
 
 AUTOTUNE = tf.data.AUTOTUNE
 FOLDER_PREFIX = "folder:"
-IMAGE_FORMATS = (".jpg", ".jpeg", ".png")
 
 
 class DataError(ValueError):

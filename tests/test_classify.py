@@ -144,6 +144,21 @@ def test_early_stopping_keeps_the_best_validation_weights(pretrained, tfds_dir):
     np.testing.assert_array_equal(kept, expected)
 
 
+def test_early_stopping_never_runs_past_max_steps(pretrained, tfds_dir):
+  config, _ = pretrained
+  model = classify.PatchClassifier(classify.restore_encoder(config),
+                                   heads.linear_head(10))
+  classify.compile_classifier(model, 1e-3)
+  train = data.classification_dataset("cifar10", "train[:64]", tfds_dir,
+                                      config.grid, 8, train=True)
+  held_out = data.classification_dataset("cifar10", "train[64:80]", tfds_dir,
+                                         config.grid, 8, train=False)
+  steps = classify.train_with_early_stopping(model, train, held_out,
+                                             max_steps=5, eval_every=2,
+                                             patience=10)
+  assert steps == 4 and int(model.optimizer.iterations.numpy()) == 4
+
+
 @pytest.mark.parametrize("mode_flags", [
     ["--mode=efficient", "--head_blocks=1", "--head_width=16",
      "--head_bottleneck=8", "--fine_tune", "--fine_tune_steps=4",
@@ -195,10 +210,13 @@ def test_run_eval_save_encoder_never_overwrites(pretrained, tfds_dir):
   assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("mode_flags", [["--mode=efficient", "--fine_tune"],
-                                        ["--mode=probe"]])
-def test_run_eval_rejects_choosing_without_validation(pretrained, tfds_dir,
-                                                      mode_flags):
+@pytest.mark.parametrize("mode_flags,message", [
+    (["--mode=efficient", "--fine_tune"], "set --validation_fraction"),
+    (["--mode=probe"], "set --validation_fraction"),
+    (["--mode=supervised", "--random_init"], "--random_init is for the modes"),
+])
+def test_run_eval_rejects_flags_that_cannot_apply(pretrained, tfds_dir,
+                                                  mode_flags, message):
   config, _ = pretrained
   result = subprocess.run(
       [sys.executable, "run_eval.py", f"--model_dir={config.model_dir}",
@@ -206,5 +224,5 @@ def test_run_eval_rejects_choosing_without_validation(pretrained, tfds_dir,
       env=dict(os.environ, TFDS_DATA_DIR=tfds_dir), capture_output=True,
       text=True, timeout=300)
   assert result.returncode != 0
-  assert "set --validation_fraction" in result.stderr
+  assert message in result.stderr
   assert "Traceback" not in result.stderr

@@ -50,6 +50,18 @@ def test_report_is_written_through_gfile():
     assert f.read().startswith(b"\x89PNG")
 
 
+def test_changed_settings_never_reuse_finished_runs():
+  out_dir = "ram://curve_settings/out"
+  settings = {"eval_flagfile": "--train_steps=300\n",
+              "validation_fraction": 0.1, "encoder_checkpoint": "ckpt-600"}
+  curve.check_settings(out_dir, settings)
+  curve.check_settings(out_dir, dict(settings))        # the same: accepted
+  for name, value in (("eval_flagfile", "--train_steps=500\n"),
+                      ("encoder_checkpoint", "ckpt-1200")):
+    with pytest.raises(ValueError, match=f"{name} differ"):
+      curve.check_settings(out_dir, {**settings, name: value})
+
+
 def test_run_curve_writes_table_and_plot_and_resumes(tmp_path, tfds_dir):
   model_dir = str(tmp_path / "pretrained")
   pretrain.pretrain(config_lib.PretrainConfig(
@@ -84,3 +96,10 @@ def test_run_curve_writes_table_and_plot_and_resumes(tmp_path, tfds_dir):
   assert again.returncode == 0, again.stderr[-3000:]
   assert again.stdout.count("done already") == 3
   assert len((out_dir / "results.jsonl").read_text().splitlines()) == 3
+
+  eval_flags.write_text(eval_flags.read_text() + "--train_steps=7\n")
+  changed = subprocess.run(command, cwd=REPO, env=env, capture_output=True,
+                           text=True, timeout=600)
+  assert changed.returncode != 0
+  assert "other evaluation settings (eval_flagfile differ" in changed.stderr
+  assert "Traceback" not in changed.stderr

@@ -36,7 +36,7 @@ def test_warmup_then_cosine_to_zero():
 
 
 def test_model_dir_on_ram_filesystem_trains_and_resumes():
-  """gs:// stands in for ram://: every file goes through tf.io.gfile."""
+  """ram:// stands in for gs://: every file goes through tf.io.gfile."""
   config = dataclasses.replace(TINY, model_dir="ram://cpc_tf_test/run")
   model = pretrain.pretrain(config)
   assert int(model.optimizer.iterations.numpy()) == 4
@@ -111,6 +111,17 @@ def test_resume_with_another_schedule_is_refused_or_restarted(tmp_path):
   for step in (5, 6, 7, 8):
     assert rates[step] == pytest.approx(float(new_schedule(step)), abs=1e-12)
   assert rates[5] > rates[4]
+
+
+def test_precision_changes_on_resume_unless_the_loss_scale_differs(tmp_path):
+  config = dataclasses.replace(TINY, model_dir=str(tmp_path), train_steps=2)
+  pretrain.pretrain(config)
+  resumed = pretrain.pretrain(dataclasses.replace(
+      config, precision="bfloat16", train_steps=4, restart_schedule=True))
+  assert int(resumed.optimizer.iterations.numpy()) == 4
+  with pytest.raises(config_lib.ConfigError,
+                     match="loss_scaling: checkpoint has False, flags say True"):
+    pretrain.pretrain(dataclasses.replace(config, precision="mixed_float16"))
 
 
 def test_non_finite_loss_stops_without_saving(tmp_path):
