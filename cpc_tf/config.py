@@ -205,33 +205,32 @@ def save_config(config: PretrainConfig, write: bool = True):
     f.write(config.to_json())
 
 
-def differences(saved: PretrainConfig, config: PretrainConfig,
-                fields: Tuple[str, ...], saved_as: str) -> list:
-  """'name: <saved_as> X, flags say Y' for each field where they differ."""
-  return [f"{name}: {saved_as} {getattr(saved, name)!r}, flags say "
-          f"{getattr(config, name)!r}"
-          for name in fields if getattr(saved, name) != getattr(config, name)]
+def refuse_differences(saved: PretrainConfig, config: PretrainConfig,
+                       fields: Tuple[str, ...], saved_as: str, problem: str,
+                       remedy: str):
+  """ConfigError "model_dir M <problem>; name: <saved_as> X, flags say Y;
+  ... <remedy>" if `config` differs from `saved` in any of `fields`."""
+  changed = [f"{name}: {saved_as} {getattr(saved, name)!r}, flags say "
+             f"{getattr(config, name)!r}"
+             for name in fields if getattr(saved, name) != getattr(config, name)]
+  if changed:
+    raise ConfigError(f"model_dir {config.model_dir} {problem}; "
+                      + "; ".join(changed) + f". {remedy}")
 
 
 def check_schedule(saved: PretrainConfig, config: PretrainConfig):
   """ConfigError naming each schedule setting where a resumed run differs."""
-  changed = differences(saved, config, PretrainConfig.SCHEDULE_FIELDS,
-                        "the run has")
-  if changed:
-    raise ConfigError(
-        f"model_dir {config.model_dir} is training on another learning-rate "
-        "schedule; " + "; ".join(changed) + ". Resume with the run's "
-        "settings, or pass --restart_schedule to continue from the step "
-        "reached on the schedule of the new settings (warm-up and cosine "
-        "recomputed for them: the rate jumps to their value at that step).")
+  refuse_differences(
+      saved, config, PretrainConfig.SCHEDULE_FIELDS, "the run has",
+      "is training on another learning-rate schedule",
+      "Resume with the run's settings, or pass --restart_schedule to "
+      "continue from the step reached on the schedule of the new settings "
+      "(warm-up and cosine recomputed for them: the rate jumps to their "
+      "value at that step).")
 
 
 def check_compatible(saved: PretrainConfig, config: PretrainConfig):
   """ConfigError naming each model setting where `config` differs from `saved`."""
-  changed = differences(saved, config, PretrainConfig.MODEL_FIELDS,
-                        "checkpoint has")
-  if changed:
-    raise ConfigError(
-        f"model_dir {config.model_dir} holds a different model; "
-        + "; ".join(changed)
-        + ". Use another --model_dir or the saved settings.")
+  refuse_differences(saved, config, PretrainConfig.MODEL_FIELDS,
+                     "checkpoint has", "holds a different model",
+                     "Use another --model_dir or the saved settings.")

@@ -122,15 +122,22 @@ def test_fine_tuning_moves_the_encoder_at_its_own_learning_rate(pretrained, tfds
   assert head_steps.max() == pytest.approx(1e-3, rel=0.05)
 
 
-def test_early_stopping_keeps_the_best_validation_weights(pretrained, tfds_dir):
-  config, _ = pretrained
+def linear_classifier_and_data(config, tfds_dir, learning_rate, held_out):
+  """A compiled linear probe on config's encoder, training batches of
+  train[:64] and evaluation batches of the `held_out` split."""
   model = classify.PatchClassifier(classify.restore_encoder(config),
                                    heads.linear_head(10))
-  classify.compile_classifier(model, 1e-2)
+  classify.compile_classifier(model, learning_rate)
   train = data.classification_dataset("cifar10", "train[:64]", tfds_dir,
                                       config.grid, 8, train=True)
-  held_out = data.classification_dataset("cifar10", "train[64:128]", tfds_dir,
-                                         config.grid, 8, train=False)
+  return model, train, data.classification_dataset(
+      "cifar10", held_out, tfds_dir, config.grid, 8, train=False)
+
+
+def test_early_stopping_keeps_the_best_validation_weights(pretrained, tfds_dir):
+  config, _ = pretrained
+  model, train, held_out = linear_classifier_and_data(
+      config, tfds_dir, 1e-2, "train[64:128]")
   snapshots = []
   record = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: (
       snapshots.append((logs["val_top1"], model.encoder.get_weights()))))
@@ -146,13 +153,8 @@ def test_early_stopping_keeps_the_best_validation_weights(pretrained, tfds_dir):
 
 def test_early_stopping_never_runs_past_max_steps(pretrained, tfds_dir):
   config, _ = pretrained
-  model = classify.PatchClassifier(classify.restore_encoder(config),
-                                   heads.linear_head(10))
-  classify.compile_classifier(model, 1e-3)
-  train = data.classification_dataset("cifar10", "train[:64]", tfds_dir,
-                                      config.grid, 8, train=True)
-  held_out = data.classification_dataset("cifar10", "train[64:80]", tfds_dir,
-                                         config.grid, 8, train=False)
+  model, train, held_out = linear_classifier_and_data(
+      config, tfds_dir, 1e-3, "train[64:80]")
   steps = classify.train_with_early_stopping(model, train, held_out,
                                              max_steps=5, eval_every=2,
                                              patience=10)
