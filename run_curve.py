@@ -21,6 +21,7 @@ from absl import app
 from absl import flags
 import tensorflow as tf
 
+from cpc_tf import checkpoints
 from cpc_tf import curve
 
 REPO = os.path.dirname(os.path.abspath(__file__))
@@ -74,8 +75,7 @@ def main(argv):
     curve.check_settings(out_dir, {
         "eval_flagfile": eval_flags,
         "validation_fraction": FLAGS.validation_fraction,
-        "encoder_checkpoint": tf.train.latest_checkpoint(
-            os.path.join(FLAGS.model_dir, "checkpoints"))})
+        "encoder_checkpoint": checkpoints.latest(FLAGS.model_dir)})
   except ValueError as e:
     sys.exit(f"run_curve.py: error: {e}")
   results = os.path.join(out_dir, "results.jsonl")

@@ -56,6 +56,7 @@ import tensorflow as tf
 from absl import app
 from absl import flags
 
+from cpc_tf import checkpoints
 from cpc_tf import classify
 from cpc_tf import config as config_lib
 from cpc_tf import data
@@ -469,8 +470,7 @@ def cached_probe() -> dict:
       **{k: v for k, v in fit.items() if k not in ("weights", "bias")},
       "encoder_checkpoint": (
           None if FLAGS.random_init or FLAGS.probe_features == "pixels" else
-          tf.train.latest_checkpoint(os.path.join(config.model_dir,
-                                                  "checkpoints"))),
+          checkpoints.latest(config.model_dir)),
       "seed": FLAGS.seed, "encode_seconds": round(encode_seconds, 1),
       "wall_seconds": round(clock.seconds(), 1),
       "pretrain_config": dataclasses.asdict(config),

@@ -11,6 +11,15 @@ import tensorflow as tf
 from absl import logging
 
 
+def checkpoint_dir(model_dir: str) -> str:
+  return os.path.join(model_dir, "checkpoints")
+
+
+def latest(model_dir: str) -> Optional[str]:
+  """The newest checkpoint in model_dir, or None."""
+  return tf.train.latest_checkpoint(checkpoint_dir(model_dir))
+
+
 class Checkpoints:
   """tf.train.CheckpointManager over the model and its optimizer.
 
@@ -24,12 +33,12 @@ class Checkpoints:
 
   def __init__(self, model_dir: str, model: keras.Model, every_steps: int,
                max_to_keep: int = 3, write_dir: Optional[str] = None):
-    self.directory = os.path.join(model_dir, "checkpoints")
+    self.directory = checkpoint_dir(model_dir)
     self.every_steps = every_steps
     self.saved_step = 0
     self.checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
     self.manager = tf.train.CheckpointManager(
-        self.checkpoint, os.path.join(write_dir or model_dir, "checkpoints"),
+        self.checkpoint, checkpoint_dir(write_dir or model_dir),
         max_to_keep=max_to_keep)
 
   def restore_latest(self) -> int:

@@ -8,6 +8,7 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
+from cpc_tf import checkpoints
 from cpc_tf import config as config_lib
 from cpc_tf import heads
 from cpc_tf import probe
@@ -88,10 +89,10 @@ def restore_encoder(config: config_lib.PretrainConfig,
   encoder = build_encoder(config.encoder_config)
   if random_init:
     return encoder
-  directory = os.path.join(config.model_dir, "checkpoints")
-  path = tf.train.latest_checkpoint(directory)
+  path = checkpoints.latest(config.model_dir)
   if path is None:
-    raise config_lib.ConfigError(f"no checkpoint in {directory}")
+    raise config_lib.ConfigError(
+        f"no checkpoint in {checkpoints.checkpoint_dir(config.model_dir)}")
   checkpoint = encoder_checkpoint(encoder)
   try:
     checkpoint.restore(path).expect_partial().assert_existing_objects_matched()
@@ -113,7 +114,8 @@ def save_encoder(encoder: keras.Model, config: config_lib.PretrainConfig,
   checkpoint at restore_encoder's object path); returns the checkpoint."""
   config_lib.save_config(config)
   manager = tf.train.CheckpointManager(
-      encoder_checkpoint(encoder), os.path.join(config.model_dir, "checkpoints"), max_to_keep=1)
+      encoder_checkpoint(encoder), checkpoints.checkpoint_dir(config.model_dir),
+      max_to_keep=1)
   return manager.save(checkpoint_number=step)
 
 

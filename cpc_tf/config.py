@@ -7,6 +7,7 @@ from typing import Optional, Tuple
 
 import tensorflow as tf
 
+from cpc_tf import checkpoints
 from cpc_tf import encoder as encoder_lib
 from cpc_tf.augment import PatchAugment
 from cpc_tf import infonce
@@ -82,9 +83,9 @@ class PretrainConfig:
   # that agrees on all of them.
   MODEL_FIELDS = ("image_size", "patch_size", "patch_stride", "encoder",
                   "encoder_width", "encoder_blocks", "norm", "stem",
-                  "directions", "share_context", "context_dim", "context_blocks",
-                  "target_dim",
-                  "steps_to_ignore", "steps_to_predict", "loss_scaling")
+                  "directions", "share_context", "context_dim",
+                  "context_blocks", "target_dim", "steps_to_ignore",
+                  "steps_to_predict", "loss_scaling")
 
   # Settings that define the learning rate at each step: a resumed run
   # follows the schedule it started with unless restart_schedule is set.
@@ -118,7 +119,8 @@ class PretrainConfig:
         directions=self.directions, target_dim=self.target_dim,
         emb_scale=self.emb_scale, steps_to_ignore=self.steps_to_ignore,
         steps_to_predict=self.steps_to_predict, context_dim=self.context_dim,
-        context_blocks=self.context_blocks, share_context=self.share_context, negatives=self.negatives)
+        context_blocks=self.context_blocks, share_context=self.share_context,
+        negatives=self.negatives)
 
   def validate(self):
     """Raises ConfigError naming the setting for anything that cannot work."""
@@ -184,11 +186,6 @@ def load_config(model_dir: str) -> Optional[PretrainConfig]:
     return PretrainConfig.from_json(f.read())
 
 
-def has_checkpoint(model_dir: str) -> bool:
-  return tf.train.latest_checkpoint(
-      os.path.join(model_dir, "checkpoints")) is not None
-
-
 def save_config(config: PretrainConfig, write: bool = True):
   """Writes model_dir/config.json (if `write`), refusing one that contradicts
   the saved one: another model, or, once training has started, another
@@ -196,7 +193,8 @@ def save_config(config: PretrainConfig, write: bool = True):
   saved = load_config(config.model_dir)
   if saved is not None:
     check_compatible(saved, config)
-    if has_checkpoint(config.model_dir) and not config.restart_schedule:
+    if (checkpoints.latest(config.model_dir) is not None
+        and not config.restart_schedule):
       check_schedule(saved, config)
   if not write:
     return

@@ -70,7 +70,7 @@ def cache_features(cells_fn: Callable[[tf.Tensor], tf.Tensor],
   batches once, keeping each image's mean cell and the cells' moments."""
   means, labels = [], []
   cell_sum = cell_sum_squares = 0.0
-  cells = 0
+  cells = images = 0
   for patches, batch_labels in dataset:
     values = cells_fn(patches).numpy().astype(np.float64)   # [B, cells, D]
     means.append(values.mean(axis=1))
@@ -78,7 +78,8 @@ def cache_features(cells_fn: Callable[[tf.Tensor], tf.Tensor],
     cell_sum = cell_sum + values.sum(axis=(0, 1))
     cell_sum_squares = cell_sum_squares + (values ** 2).sum(axis=(0, 1))
     cells += values.shape[0] * values.shape[1]
-    progress(sum(len(l) for l in labels))
+    images += values.shape[0]
+    progress(images)
   return CachedFeatures(np.concatenate(means).astype(np.float32),
                         np.concatenate(labels).astype(np.int64),
                         np.asarray(cell_sum), np.asarray(cell_sum_squares),
@@ -106,8 +107,8 @@ def fit_logistic(features: np.ndarray, labels: np.ndarray, num_classes: int,
   convergence check).
   """
   x = tf.constant(features)                                     # [N, D]
-  y = tf.constant(labels)
   count, dim = len(penalties), features.shape[1]
+  y = tf.repeat(tf.constant(labels)[:, None], count, axis=1)    # [N, P]
   weights = tf.Variable(tf.zeros([dim, count, num_classes]))
   bias = tf.Variable(tf.zeros([count, num_classes]))
   optimizer = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
@@ -118,9 +119,8 @@ def fit_logistic(features: np.ndarray, labels: np.ndarray, num_classes: int,
     """[P]: each problem's objective."""
     logits = tf.reshape(tf.matmul(x, tf.reshape(weights, [dim, -1])),
                         [-1, count, num_classes]) + bias       # [N, P, C]
-    labels = tf.repeat(y[:, None], count, axis=1)               # [N, P]
     cross_entropy = tf.reduce_mean(
-        tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits), axis=0)
+        tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits), axis=0)
     return cross_entropy + penalty * tf.reduce_sum(weights ** 2, axis=[0, 2])
 
   @tf.function
