@@ -19,10 +19,10 @@ import sys
 
 from absl import app
 from absl import flags
-import tensorflow as tf
 
 from cpc_tf import checkpoints
 from cpc_tf import curve
+from cpc_tf import results as results_lib
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 
@@ -78,8 +78,8 @@ def main(argv):
         "encoder_checkpoint": checkpoints.latest(FLAGS.model_dir)})
   except ValueError as e:
     sys.exit(f"run_curve.py: error: {e}")
-  results = os.path.join(out_dir, "results.jsonl")
-  finished = curve.done(curve.read_records(results))
+  results = os.path.join(out_dir, results_lib.RESULTS_FILE)
+  finished = curve.done(results_lib.read(results))
   shared = [f"--flagfile={FLAGS.eval_flagfile}"] if FLAGS.eval_flagfile else []
   for fraction in fractions:
     for seed in seeds:
@@ -99,7 +99,7 @@ def main(argv):
           sys.exit(f"run_curve.py: error: the {method} run ({fraction:g} of "
                    f"the labels, seed {seed}) failed; finished runs are kept "
                    f"in {results} and the same command continues from them")
-  summary = curve.summarise(curve.read_records(results))
+  summary = curve.summarise(results_lib.read(results))
   table_path, plot_path = curve.write_report(out_dir, summary)
   print(curve.markdown_table(summary))
   print(f"Table: {table_path}\nPlot: {plot_path}\nRuns: {results}")

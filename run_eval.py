@@ -39,6 +39,9 @@ overall, on --test_split of a VOC-style folder.
 --mode=export: a SavedModel of the encoder with the evaluation preprocessing;
 signatures serving_default (uint8 images [N, H, W, 3]) and serving_encoded
 (JPEG/PNG bytes [N]) return features [N, D] and latents [N, G, G, D].
+With --save_encoder=DIR it also (or, without --export_dir, only) writes
+the encoder's weights and config.json as a small encoder model_dir, the
+form in which an encoder is released (docs/encoders/).
 """
 
 import dataclasses
@@ -65,6 +68,7 @@ from cpc_tf import encoder as encoder_lib
 from cpc_tf import export as export_lib
 from cpc_tf import heads
 from cpc_tf import probe
+from cpc_tf import results as results_lib
 from cpc_tf import sources
 from cpc_tf import subsets
 from cpc_tf import voc
@@ -160,10 +164,13 @@ flags.DEFINE_enum("pixel_norm", "batch", encoder_lib.NORMS,
 flags.DEFINE_enum("pixel_stem", None, encoder_lib.STEMS, "supervised: stem "
                   "(default: the pretraining encoder's).")
 flags.DEFINE_string("save_encoder", None, "supervised: also write the trained "
-                    "pixel ResNet as an encoder model_dir (config.json and "
-                    "checkpoints/, any tf.io.gfile path) that the other modes "
-                    "read with --model_dir, e.g. a supervised backbone for "
-                    "--mode=detection; must not hold one already.")
+                    "pixel ResNet; export: write the model_dir's encoder. "
+                    "Written as an encoder model_dir (config.json and "
+                    "checkpoints/ with the encoder's weights only, any "
+                    "tf.io.gfile path) that the other modes read with "
+                    "--model_dir, e.g. a released encoder or a supervised "
+                    "backbone for --mode=detection; must not hold one "
+                    "already.")
 # Transfer to detection (Sections 2.2, 4.3).
 flags.DEFINE_string("detection_data", None, "detection: a VOC-style folder "
                     "(one XML per image, in <split>/ subfolders or not, or "
@@ -207,16 +214,30 @@ def pretrain_config() -> config_lib.PretrainConfig:
 
 
 def export() -> str:
-  """Writes the encoder's SavedModel; returns its path."""
-  if not FLAGS.export_dir:
-    raise config_lib.ConfigError("--mode=export needs --export_dir")
-  if tf.io.gfile.exists(os.path.join(FLAGS.export_dir, "saved_model.pb")):
+  """Writes the encoder's SavedModel (--export_dir) and/or its weights and
+  config as an encoder model_dir (--save_encoder); returns what it wrote."""
+  if not (FLAGS.export_dir or FLAGS.save_encoder):
+    raise config_lib.ConfigError(
+        "--mode=export needs --export_dir (a SavedModel) or --save_encoder "
+        "(config.json and the encoder's weights)")
+  if FLAGS.export_dir and tf.io.gfile.exists(
+      os.path.join(FLAGS.export_dir, "saved_model.pb")):
     raise config_lib.ConfigError(
         f"--export_dir={FLAGS.export_dir} already holds a SavedModel; choose "
         "another directory or remove it")
+  check_flags()
   config = pretrain_config()
-  return export_lib.export_encoder(classify.restore_encoder(config), config,
-                                   FLAGS.export_dir)
+  encoder = classify.restore_encoder(config)
+  written = []
+  if FLAGS.export_dir:
+    written.append(export_lib.export_encoder(encoder, config,
+                                             FLAGS.export_dir))
+  if FLAGS.save_encoder:
+    step = int(checkpoints.latest(config.model_dir).rsplit("-", 1)[1])
+    written.append(classify.save_encoder(
+        encoder, dataclasses.replace(config, model_dir=FLAGS.save_encoder),
+        step))
+  return " and ".join(written)
 
 
 def check_flags():
@@ -274,8 +295,9 @@ def check_flags():
   if not 0 <= FLAGS.validation_fraction < 1:
     raise config_lib.ConfigError("--validation_fraction must be in [0, 1)")
   if FLAGS.save_encoder:
-    if FLAGS.mode != "supervised":
-      raise config_lib.ConfigError("--save_encoder is for --mode=supervised")
+    if FLAGS.mode not in ("supervised", "export"):
+      raise config_lib.ConfigError("--save_encoder is for --mode=supervised "
+                                   "or --mode=export")
     if tf.io.gfile.exists(os.path.join(FLAGS.save_encoder,
                                        config_lib.CONFIG_FILE)):
       raise config_lib.ConfigError(
@@ -551,7 +573,7 @@ def main(argv):
   except (config_lib.ConfigError, sources.DataError) as e:
     sys.exit(f"run_eval.py: error: {e}")
   print(describe(record))
-  path = classify.append_result(FLAGS.model_dir, record, FLAGS.results_file)
+  path = results_lib.append(FLAGS.model_dir, record, FLAGS.results_file)
   print(f"Result appended to {path}")
 
 

@@ -44,6 +44,13 @@ CASES = {
     "smoke": ["--flagfile=flags/smoke.cfg"],
     "cifar10_cpu": ["--flagfile=flags/cifar10_cpu.cfg"],
     "cifar10_session": ["--flagfile=flags/cifar10_cpu_session.cfg"],
+    # Two levers of the session recipe (docs/RESULTS.md): a twice as wide
+    # encoder (1,024-d latents), and cifar10_cpu.cfg's 7x7 grid at stride 4.
+    "cifar10_session_width64": ["--flagfile=flags/cifar10_cpu_session.cfg",
+                                "--encoder_width=64"],
+    "cifar10_session_grid7": ["--flagfile=flags/cifar10_cpu_session.cfg",
+                              "--patch_stride=4", "--steps_to_ignore=2",
+                              "--steps_to_predict=5"],
     "resnet50_64px_batch4": [
         "--flagfile=flags/resnet50_imagenet.cfg", "--image_size=256",
         "--patch_size=64", "--patch_stride=32", "--batch_size=4",

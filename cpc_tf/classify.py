@@ -1,13 +1,12 @@
 """Classification on CPC latents: patches -> frozen encoder -> latents -> head."""
 
-import json
-import os
 import time
 from typing import Optional
 
 import keras
 import tensorflow as tf
 
+from cpc_tf import backbone_step
 from cpc_tf import checkpoints
 from cpc_tf import config as config_lib
 from cpc_tf import heads
@@ -15,9 +14,6 @@ from cpc_tf import probe
 from cpc_tf import small_conv
 from cpc_tf.encoder import build_encoder
 from cpc_tf.model import encode_patches
-
-RESULTS_FILE = "results.jsonl"
-
 
 class PatchClassifier(keras.Model):
   """Logits of a head on the encoder's latent grid.
@@ -38,7 +34,8 @@ class PatchClassifier(keras.Model):
     self.encoder.trainable = fine_tune
     self.encoder_optimizer = None
     if fine_tune and encoder_learning_rate is not None:
-      self.encoder_optimizer = keras.optimizers.Adam(encoder_learning_rate)
+      self.encoder_optimizer = backbone_step.build_optimizer(
+          encoder, encoder_learning_rate)
 
   def call(self, patches, training=False):
     latents = encode_patches(self.encoder, patches,           # [B, G, G, D]
@@ -48,23 +45,8 @@ class PatchClassifier(keras.Model):
   def train_step(self, data):
     if self.encoder_optimizer is None:
       return super().train_step(data)
-    patches, labels = data
-    with tf.GradientTape() as tape:
-      logits = self(patches, training=True)
-      loss = self.compute_loss(x=patches, y=labels, y_pred=logits)
-    encoder_variables = self.encoder.trainable_variables
-    head_variables = self.head.trainable_variables
-    gradients = tape.gradient(loss, encoder_variables + head_variables)
-    split = len(encoder_variables)
-    self.encoder_optimizer.apply_gradients(
-        zip(gradients[:split], encoder_variables))
-    self.optimizer.apply_gradients(zip(gradients[split:], head_variables))
-    for metric in self.metrics:
-      if metric.name == "loss":
-        metric.update_state(loss)
-      else:
-        metric.update_state(labels, logits)
-    return {metric.name: metric.result() for metric in self.metrics}
+    return backbone_step.train_step(self, data, self.encoder,
+                                    self.encoder_optimizer)
 
 
 def use_clean_statistics(model: PatchClassifier, clean: tf.data.Dataset):
@@ -131,8 +113,6 @@ def compile_classifier(model: PatchClassifier, learning_rate: float):
       optimizer=keras.optimizers.Adam(learning_rate),
       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
       metrics=accuracy_metrics())
-  if model.encoder_optimizer is not None:
-    model.encoder_optimizer.build(model.encoder.trainable_variables)
 
 
 def train_with_early_stopping(model: keras.Model, train: tf.data.Dataset,
@@ -167,21 +147,6 @@ def fine_tune(model: PatchClassifier, train: tf.data.Dataset,
   steps = train_with_early_stopping(tuned, train, held_out, max_steps,
                                     eval_every, patience, callbacks)
   return tuned, steps
-
-
-def append_result(model_dir: str, record: dict,
-                  path: Optional[str] = None) -> str:
-  """One JSON line per evaluation run, in `path` (default:
-  model_dir/results.jsonl)."""
-  path = path or os.path.join(model_dir, RESULTS_FILE)
-  lines = ""
-  if tf.io.gfile.exists(path):
-    with tf.io.gfile.GFile(path) as f:
-      lines = f.read()
-  # gfile has no append on every filesystem: rewrite the whole file.
-  with tf.io.gfile.GFile(path, "w") as f:
-    f.write(lines + json.dumps(record, sort_keys=True) + "\n")
-  return path
 
 
 class WallClock:

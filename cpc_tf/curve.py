@@ -5,7 +5,7 @@ import collections
 import io
 import json
 import os
-from typing import Dict, Iterable, List, Tuple
+from typing import Dict, Iterable, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -32,13 +32,6 @@ def method_of(record: dict) -> str:
   if record.get("random_init"):
     return "random_fixed"
   return "cpc_fine_tuned" if record.get("fine_tune") else "cpc_fixed"
-
-
-def read_records(path: str) -> List[dict]:
-  if not tf.io.gfile.exists(path):
-    return []
-  with tf.io.gfile.GFile(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
 
 
 SETTINGS_FILE = "settings.json"

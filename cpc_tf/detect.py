@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from cpc_tf import augment
+from cpc_tf import backbone_step
 from cpc_tf import mean_ap
 from cpc_tf.encoder import EncoderConfig
 from cpc_tf.sources import decode_rgb
@@ -55,22 +56,8 @@ class CPCRetinaNet(keras_hub.models.RetinaNetObjectDetector):
   def train_step(self, data):
     if self.backbone_optimizer is None or not self.trunk.trainable:
       return super().train_step(data)
-    images, targets = data
-    with tf.GradientTape() as tape:
-      predictions = self(images, training=True)
-      loss = self.compute_loss(x=images, y=targets, y_pred=predictions,
-                               sample_weight=None)
-    trunk_ids = {id(v) for v in self.trunk.trainable_variables}
-    trunk_vars = self.trunk.trainable_variables
-    rest = [v for v in self.trainable_variables if id(v) not in trunk_ids]
-    gradients = tape.gradient(loss, trunk_vars + rest)
-    self.backbone_optimizer.apply_gradients(
-        zip(gradients[:len(trunk_vars)], trunk_vars))
-    self.optimizer.apply_gradients(zip(gradients[len(trunk_vars):], rest))
-    for metric in self.metrics:       # Keras' running mean of the loss
-      if metric.name == "loss":
-        metric.update_state(loss)
-    return {metric.name: metric.result() for metric in self.metrics}
+    return backbone_step.train_step(self, data, self.trunk,
+                                    self.backbone_optimizer)
 
 
 def build_detector(trunk: keras.Model, config: EncoderConfig, num_classes: int,
@@ -100,8 +87,8 @@ def fine_tunable(detector: CPCRetinaNet,
   """Section 2.2: after training with the backbone fixed, the backbone
   trains too, with Adam at its own learning rate."""
   detector.trunk.trainable = True
-  detector.backbone_optimizer = keras.optimizers.Adam(backbone_learning_rate)
-  detector.backbone_optimizer.build(detector.trunk.trainable_variables)
+  detector.backbone_optimizer = backbone_step.build_optimizer(
+      detector.trunk, backbone_learning_rate)
   return detector
 
 

@@ -20,6 +20,9 @@ DIRECTIONS = {1: ("top_down",),
               2: ("top_down", "bottom_up"),
               4: ("top_down", "bottom_up", "left_right", "right_left")}
 ROTATIONS = {"top_down": 0, "bottom_up": 2, "left_right": 1, "right_left": 3}
+# Whose targets are the negatives: the whole global batch's, or only the
+# replica's own.
+NEGATIVES = ("global", "local")
 
 
 def rotate(grid: tf.Tensor, quarter_turns: int) -> tf.Tensor:
@@ -97,8 +100,8 @@ class CPCObjective(keras.layers.Layer):
       raise ValueError(f"directions must be one of {sorted(DIRECTIONS)}")
     if not 0 <= steps_to_ignore < steps_to_predict:
       raise ValueError("need 0 <= steps_to_ignore < steps_to_predict")
-    if negatives not in ("global", "local"):
-      raise ValueError("negatives must be 'global' or 'local'")
+    if negatives not in NEGATIVES:
+      raise ValueError(f"negatives must be one of {NEGATIVES}")
     self.direction_names = DIRECTIONS[directions]
     self.offsets = [i + 1 for i in range(steps_to_ignore, steps_to_predict)]
     self.emb_scale = emb_scale

@@ -4,24 +4,18 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import dataclasses  # pylint: disable=g-import-not-at-top
-
 import numpy as np
 from PIL import Image
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from cpc_tf import config as config_lib
 from cpc_tf import pretrain
+from helpers import TFDS_DIR, tiny_config, voc_xml
 
 _cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
     _cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.path.join(os.path.dirname(REPO), "shared")
-TFDS_DIR = os.environ.get("TFDS_DATA_DIR", os.path.join(SHARED, "tfds"))
 
 
 @pytest.fixture
@@ -31,32 +25,13 @@ def tfds_dir():
   return TFDS_DIR
 
 
-# A CPC model small enough to pretrain in seconds, for the evaluation tests.
-TINY = config_lib.PretrainConfig(
-    split="train[:64]", image_size=16, patch_size=8, patch_stride=4,
-    encoder_width=8, encoder_blocks=(1, 1), context_dim=8, target_dim=8,
-    steps_to_ignore=0, steps_to_predict=1, batch_size=8, train_steps=2,
-    checkpoint_every=2, log_every=2, jit_compile=False)
-
-
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
   """(TINY pretrained in a fresh model_dir, its encoder's weights)."""
   model_dir = str(tmp_path_factory.mktemp("pretrained"))
-  config = dataclasses.replace(TINY, model_dir=model_dir, data_dir=TFDS_DIR)
+  config = tiny_config(model_dir=model_dir)
   model = pretrain.pretrain(config)
   return config, model.encoder.get_weights()
-
-
-def voc_xml(filename, size, objects):
-  boxes = "".join(
-      f"<object><name>{name}</name><pose>Unspecified</pose><truncated>0"
-      f"</truncated><difficult>{int(hard)}</difficult><bndbox>"
-      f"<xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax>"
-      "</bndbox></object>" for name, hard, x0, y0, x1, y1 in objects)
-  return (f"<annotation><filename>{filename}</filename><size><width>{size[1]}"
-          f"</width><height>{size[0]}</height><depth>3</depth></size>{boxes}"
-          "</annotation>")
 
 
 def voc2007_devkit(root):

@@ -10,12 +10,13 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import REPO, TINY
 from cpc_tf import classify
 from cpc_tf import config as config_lib
 from cpc_tf import data
 from cpc_tf import encoder as encoder_lib
 from cpc_tf import heads
+from cpc_tf import results as results_lib
+from helpers import REPO, TINY
 
 def test_restore_encoder_loads_the_pretrained_weights(pretrained):
   config, weights = pretrained
@@ -89,7 +90,7 @@ def test_run_eval_linear_and_cached_probes_append_results(pretrained, tfds_dir):
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "top-1" in result.stdout
-  with open(os.path.join(config.model_dir, classify.RESULTS_FILE)) as f:
+  with open(os.path.join(config.model_dir, results_lib.RESULTS_FILE)) as f:
     linear, cached = [json.loads(line) for line in f]
   assert (linear["probe"], linear["random_init"]) == ("a3_linear", False)
   assert 1 <= linear["steps"] <= 3 and "validation_top1" in linear

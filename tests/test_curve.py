@@ -1,6 +1,5 @@
 """The data-efficiency curve: summary, table, plot, and run_curve.py."""
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -8,10 +7,9 @@ import sys
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, TFDS_DIR
-from cpc_tf import config as config_lib
 from cpc_tf import curve
 from cpc_tf import pretrain
+from helpers import REPO, tiny_config
 
 
 def record(mode, fraction, seed, top1, **extra):
@@ -64,12 +62,8 @@ def test_changed_settings_never_reuse_finished_runs():
 
 def test_run_curve_writes_table_and_plot_and_resumes(tmp_path, tfds_dir):
   model_dir = str(tmp_path / "pretrained")
-  pretrain.pretrain(config_lib.PretrainConfig(
-      split="train[:64]", data_dir=TFDS_DIR, image_size=16, patch_size=8,
-      patch_stride=4, encoder_width=8, encoder_blocks=(1,), context_dim=8,
-      target_dim=8, steps_to_ignore=0, steps_to_predict=1, batch_size=4,
-      train_steps=2, checkpoint_every=2, log_every=2, jit_compile=False,
-      model_dir=model_dir))
+  pretrain.pretrain(tiny_config(encoder_blocks=(1,), batch_size=4,
+                                model_dir=model_dir))
   out_dir = tmp_path / "curve"
   eval_flags = tmp_path / "eval.cfg"
   eval_flags.write_text(

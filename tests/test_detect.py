@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, voc_xml
 from cpc_tf import classify
 from cpc_tf import detect
 from cpc_tf import encoder as encoder_lib
 from cpc_tf import voc
+from helpers import REPO, voc_xml
 
 FRUIT = os.path.join(os.path.dirname(REPO), "shared", "data", "fruit_detection")
 

@@ -12,19 +12,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, TFDS_DIR
 from cpc_tf import classify
 from cpc_tf import config as config_lib
 from cpc_tf import data
 from cpc_tf import export
 from cpc_tf import pretrain
 from cpc_tf.model import encode_patches
+from helpers import run_script, tiny_config
 
-TINY = config_lib.PretrainConfig(
-    split="train[:64]", data_dir=TFDS_DIR, image_size=16, patch_size=8,
-    patch_stride=4, encoder_width=8, encoder_blocks=(1,), context_dim=8,
-    target_dim=8, steps_to_ignore=0, steps_to_predict=1, batch_size=4,
-    train_steps=2, checkpoint_every=2, log_every=2, jit_compile=False)
+TINY = tiny_config(encoder_blocks=(1,), batch_size=4)
 
 # Read by a fresh interpreter that never imports cpc_tf.
 LOADER = """
@@ -42,18 +38,19 @@ np.savez(outputs, **{f"images_{k}": v.numpy() for k, v in by_images.items()},
 
 
 def run_eval(*args):
-  return subprocess.run([sys.executable, os.path.join(REPO, "run_eval.py"), *args],
-                        cwd=REPO, capture_output=True, text=True, timeout=600)
+  return run_script("run_eval.py", *args)
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-  """A pretrained tiny model_dir and its export through run_eval.py."""
+  """A pretrained tiny model_dir and its export through run_eval.py (a
+  SavedModel in model_dir/export, the released form in model_dir/release)."""
   model_dir = str(tmp_path_factory.mktemp("export") / "run")
   pretrain.pretrain(dataclasses.replace(TINY, model_dir=model_dir))
   export_dir = os.path.join(model_dir, "export")
   result = run_eval("--mode=export", f"--model_dir={model_dir}",
-                    f"--export_dir={export_dir}")
+                    f"--export_dir={export_dir}",
+                    f"--save_encoder={os.path.join(model_dir, 'release')}")
   assert result.returncode == 0, result.stderr[-3000:]
   return model_dir, export_dir
 
@@ -172,3 +169,27 @@ def test_refuses_existing_export_and_mismatched_checkpoint(exported, tmp_path):
   assert "does not fit the encoder" in refused.stderr
   assert "encoder_width=16" in refused.stderr
   assert "Traceback" not in refused.stderr
+
+
+def test_released_encoder_holds_only_the_encoder_and_loads_anywhere(
+    exported, tmp_path):
+  model_dir, _ = exported
+  moved = tmp_path / "cloned_elsewhere"
+  shutil.copytree(os.path.join(model_dir, "release"), moved)
+  names = set(tf.train.load_checkpoint(
+      str(moved / "checkpoints")).get_variable_to_shape_map())
+  names -= {"_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter/.ATTRIBUTES/VARIABLE_VALUE"}
+  config = dataclasses.replace(config_lib.load_config(model_dir),
+                               model_dir=model_dir)
+  assert len(names) == len(classify.restore_encoder(config).variables)
+  assert not any("optimizer" in name for name in names), sorted(names)
+  images = images_and_bytes()[0]
+  for released, original in zip(reference_outputs(str(moved), images),
+                                reference_outputs(model_dir, images)):
+    np.testing.assert_array_equal(released, original)
+
+
+def test_export_needs_a_destination(exported):
+  result = run_eval("--mode=export", f"--model_dir={exported[0]}")
+  assert result.returncode != 0
+  assert "--export_dir" in result.stderr and "--save_encoder" in result.stderr

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from conftest import REPO
+from helpers import REPO
 
 RUN = os.path.join(REPO, "tests", "multi_worker_run.py")
 

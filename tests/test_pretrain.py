@@ -9,16 +9,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import TFDS_DIR
 from cpc_tf import checkpoints
 from cpc_tf import config as config_lib
 from cpc_tf import pretrain
+from helpers import tiny_config
 
-TINY = config_lib.PretrainConfig(
-    split="train[:64]", data_dir=TFDS_DIR, image_size=16, patch_size=8,
-    patch_stride=4, encoder_width=8, encoder_blocks=(1,), context_dim=8,
-    target_dim=8, steps_to_ignore=0, steps_to_predict=1, batch_size=4,
-    train_steps=4, checkpoint_every=2, log_every=2, jit_compile=False)
+TINY = tiny_config(encoder_blocks=(1,), batch_size=4, train_steps=4)
 
 
 def test_warmup_then_cosine_to_zero():

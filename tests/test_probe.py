@@ -4,7 +4,6 @@ probe's test-time statistics."""
 import dataclasses
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from cpc_tf import augment

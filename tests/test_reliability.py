@@ -10,7 +10,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from conftest import REPO
+from helpers import REPO
 
 STEPS = 30
 # The smoke model with every per-patch augmentation, a checkpoint every step

@@ -9,12 +9,10 @@ import tensorflow as tf
 
 from cpc_tf import config as config_lib
 from cpc_tf import pretrain
+from helpers import tiny_config
 
-CONFIG = config_lib.PretrainConfig(
-    image_size=16, patch_size=4, patch_stride=4, encoder_width=8,
-    encoder_blocks=(1, 1), context_dim=8, target_dim=8, directions=2,
-    steps_to_ignore=0, steps_to_predict=2, batch_size=8, learning_rate=1e-2,
-    train_steps=10, jit_compile=False)
+CONFIG = tiny_config(patch_size=4, directions=2, steps_to_predict=2,
+                     learning_rate=1e-2, train_steps=10)
 
 
 def one_step(strategy, initial_weights, patches, config=CONFIG):

@@ -3,23 +3,18 @@
 import dataclasses
 import glob
 import os
-import subprocess
-import sys
 
 import pytest
 import tensorflow as tf
 
-from conftest import REPO
 from cpc_tf import config as config_lib
 from cpc_tf import sources
+from helpers import REPO, run_script
 
 
 def run_pretrain(tfds_dir, *args):
-  env = dict(os.environ, TFDS_DATA_DIR=tfds_dir)
-  return subprocess.run(
-      [sys.executable, os.path.join(REPO, "run_pretrain.py"),
-       f"--flagfile={os.path.join(REPO, 'flags', 'smoke.cfg')}", *args],
-      cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  return run_script("run_pretrain.py", "--flagfile=flags/smoke.cfg", *args,
+                    env=dict(os.environ, TFDS_DATA_DIR=tfds_dir))
 
 
 def scalar_steps(event_dir, tag):

@@ -10,16 +10,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO
 from cpc_tf import config as config_lib
 from cpc_tf import distribute
 from cpc_tf import infonce
 from cpc_tf import pretrain
+from helpers import REPO, tiny_config
 
-TINY = config_lib.PretrainConfig(
-    image_size=16, patch_size=8, patch_stride=4, encoder_width=8,
-    encoder_blocks=(1, 1), context_dim=8, target_dim=8, steps_to_ignore=0,
-    steps_to_predict=1, batch_size=4, train_steps=100, learning_rate=3e-3)
+TINY = tiny_config(batch_size=4, train_steps=100, learning_rate=3e-3)
 
 
 def fixed_batch():

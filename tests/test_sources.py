@@ -7,9 +7,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import SHARED
 from cpc_tf import data
 from cpc_tf import sources
+from helpers import SHARED
 
 
 def make_image(path, mode, size=(20, 30)):

@@ -8,7 +8,7 @@ import pytest
 
 from cpc_tf import detect
 from cpc_tf import voc
-from conftest import voc_xml as xml
+from helpers import voc_xml as xml
 
 FRUIT = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
                      "fruit_detection")
