@@ -119,7 +119,14 @@ def pretrain(config: config_lib.PretrainConfig) -> CPCModel:
   scratch = None if chief else distribute.scratch_dir(config.model_dir, strategy)
   checkpoints = checkpoints_lib.Checkpoints(
       config.model_dir, model, config.checkpoint_every, write_dir=scratch)
-  start = checkpoints.restore_latest()
+  try:
+    start = checkpoints.restore_latest()
+  except AssertionError as e:     # objects of the model the checkpoint lacks
+    raise config_lib.ConfigError(
+        f"{checkpoints_lib.latest(config.model_dir)} does not hold this "
+        "run's whole model and optimizer (a folder written by run_eval.py "
+        "--save_encoder holds the encoder only: it can be evaluated, not "
+        f"resumed): {str(e).strip().splitlines()[0][:200]}") from None
   remaining = config.train_steps - start
   if remaining <= 0:
     print(f"Already trained to step {start} of {config.train_steps}.")

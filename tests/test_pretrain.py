@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from cpc_tf import checkpoints
+from cpc_tf import classify
 from cpc_tf import config as config_lib
 from cpc_tf import pretrain
 from helpers import tiny_config
@@ -135,3 +136,16 @@ def test_non_finite_loss_stops_without_saving(tmp_path):
                      match=r"loss became nan at step 2.*ckpt-1"):
     callback.on_train_batch_end(1, {"loss": float("nan")})
   assert saver.manager.latest_checkpoint == good
+
+
+def test_an_encoder_only_folder_is_evaluated_not_resumed(tmp_path):
+  config = dataclasses.replace(TINY, model_dir=str(tmp_path / "run"),
+                               train_steps=2)
+  model = pretrain.pretrain(config)
+  released = dataclasses.replace(config, model_dir=str(tmp_path / "released"))
+  classify.save_encoder(model.encoder, released, step=2)
+  classify.restore_encoder(released)          # evaluation reads it
+  with pytest.raises(config_lib.ConfigError,
+                     match="holds the encoder only: it can be evaluated"):
+    pretrain.pretrain(dataclasses.replace(released, train_steps=4,
+                                          restart_schedule=True))
