@@ -6,7 +6,6 @@ Running the same command again resumes from the newest checkpoint in
 --model_dir. TensorBoard: tensorboard --logdir=<model_dir>.
 """
 
-import math
 import os
 import sys
 
@@ -21,33 +20,20 @@ from absl import flags
 
 from cpc_tf import checkpoints
 from cpc_tf import config as config_lib
-from cpc_tf import config_flags
 from cpc_tf import pretrain
+from cpc_tf import pretrain_flags
 from cpc_tf import sources
 
 # One flag per PretrainConfig field, with the field's help text.
-config_flags.define_flags(config_lib.PretrainConfig)
-flags.DEFINE_float("train_epochs", None, "If set, overrides train_steps: "
-                   "epochs over the split at batch_size.")
-
+pretrain_flags.define_flags()
 FLAGS = flags.FLAGS
-
-
-def config_from_flags() -> config_lib.PretrainConfig:
-  if FLAGS.train_epochs is None:
-    return config_flags.config_from_flags(config_lib.PretrainConfig)
-  examples = sources.get_source(FLAGS.dataset, FLAGS.split,
-                                FLAGS.data_dir).num_examples
-  return config_flags.config_from_flags(
-      config_lib.PretrainConfig,
-      train_steps=math.ceil(FLAGS.train_epochs * examples / FLAGS.batch_size))
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   try:
-    config = config_from_flags()
+    config = pretrain_flags.config_from_flags()
     config.validate()
     pretrain.pretrain(config)
   except (config_lib.ConfigError, sources.DataError,

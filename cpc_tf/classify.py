@@ -7,12 +7,8 @@ import keras
 import tensorflow as tf
 
 from cpc_tf import backbone_step
-from cpc_tf import checkpoints
-from cpc_tf import config as config_lib
 from cpc_tf import heads
 from cpc_tf import probe
-from cpc_tf import small_conv
-from cpc_tf.encoder import build_encoder
 from cpc_tf.model import encode_patches
 
 class PatchClassifier(keras.Model):
@@ -56,49 +52,6 @@ def use_clean_statistics(model: PatchClassifier, clean: tf.data.Dataset):
   statistics = probe.cache_features(probe.latent_cells(model.encoder), clean)
   heads.fix_norm_statistics(model.head, statistics.cell_mean,
                             statistics.cell_variance)
-
-
-def encoder_checkpoint(encoder: keras.Model) -> tf.train.Checkpoint:
-  """The encoder at the object path of CPCModel's checkpoint: model/encoder/."""
-  return tf.train.Checkpoint(model=tf.train.Checkpoint(encoder=encoder))
-
-
-def restore_encoder(config: config_lib.PretrainConfig,
-                    random_init: bool = False) -> keras.Model:
-  """The pretrained encoder of config.model_dir's newest checkpoint (or a
-  randomly initialised one of the same architecture)."""
-  small_conv.SmallMapConv2D.enabled = config.small_map_matmul
-  encoder = build_encoder(config.encoder_config)
-  if random_init:
-    return encoder
-  path = checkpoints.latest(config.model_dir)
-  if path is None:
-    raise config_lib.ConfigError(
-        f"no checkpoint in {checkpoints.checkpoint_dir(config.model_dir)}")
-  checkpoint = encoder_checkpoint(encoder)
-  try:
-    checkpoint.restore(path).expect_partial().assert_existing_objects_matched()
-  except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as e:
-    reason = str(e).strip().splitlines()[0][:300]
-    raise config_lib.ConfigError(
-        f"checkpoint {path} does not fit the encoder of "
-        f"{config_lib.CONFIG_FILE} (encoder={config.encoder}, "
-        f"encoder_width={config.encoder_width}, encoder_blocks="
-        f"{list(config.encoder_blocks)}, norm={config.norm}, stem="
-        f"{config.stem}): {reason}") from e
-  print(f"Restored the encoder from {path}", flush=True)
-  return encoder
-
-
-def save_encoder(encoder: keras.Model, config: config_lib.PretrainConfig,
-                 step: int) -> str:
-  """Writes encoder as the model_dir config.model_dir (config.json and a
-  checkpoint at restore_encoder's object path); returns the checkpoint."""
-  config_lib.save_config(config)
-  manager = tf.train.CheckpointManager(
-      encoder_checkpoint(encoder), checkpoints.checkpoint_dir(config.model_dir),
-      max_to_keep=1)
-  return manager.save(checkpoint_number=step)
 
 
 def accuracy_metrics():

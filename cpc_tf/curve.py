@@ -25,6 +25,12 @@ LABELS = {
 }
 
 
+def mode_of(method: str) -> str:
+  """The run_eval.py mode of a METHODS entry."""
+  return next(arg.split("=", 1)[1] for arg in METHODS[method]
+              if arg.startswith("--mode="))
+
+
 def method_of(record: dict) -> str:
   """Which METHODS entry produced a run_eval.py record."""
   if record["mode"] == "supervised":

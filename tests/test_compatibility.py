@@ -8,8 +8,8 @@ import shutil
 import numpy as np
 import tensorflow as tf
 
-from cpc_tf import classify
 from cpc_tf import config as config_lib
+from cpc_tf import encoder_dir
 from cpc_tf import pretrain
 from cpc_tf.model import encode_patches
 from helpers import REPO, TFDS_DIR
@@ -24,7 +24,7 @@ def saved_config(model_dir=MODEL_DIR):
 
 def test_encoder_restores_with_the_saved_weights():
   config = saved_config()
-  encoder = classify.restore_encoder(config)
+  encoder = encoder_dir.restore(config)
   saved = tf.train.load_checkpoint(os.path.join(MODEL_DIR, "checkpoints"))
   saved_values = [saved.get_tensor(name) for name in
                   saved.get_variable_to_shape_map()

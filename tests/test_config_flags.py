@@ -13,7 +13,7 @@ from cpc_tf import config_flags
 @pytest.fixture
 def flag_values():
   values = flags.FlagValues()
-  config_flags.define_flags(config_lib.PretrainConfig, values)
+  config_flags.define_flags(config_lib.PretrainConfig, flag_values=values)
   return values
 
 
@@ -54,4 +54,4 @@ def test_a_field_without_help_is_refused():
     size: int = 3
 
   with pytest.raises(ValueError, match="Undocumented.size has no help"):
-    config_flags.define_flags(Undocumented, flags.FlagValues())
+    config_flags.define_flags(Undocumented, flag_values=flags.FlagValues())

@@ -1,19 +1,19 @@
 """Detection transfer: RetinaNet on the pretrained encoder, data, end to end."""
 
-import json
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
 from PIL import Image
 
-from cpc_tf import classify
+from cpc_tf import config as config_lib
 from cpc_tf import detect
 from cpc_tf import encoder as encoder_lib
+from cpc_tf import encoder_dir
 from cpc_tf import voc
+from cpc_tf.tasks import configs
+from cpc_tf.tasks import detection as detection_task
 from helpers import REPO, voc_xml
 
 FRUIT = os.path.join(os.path.dirname(REPO), "shared", "data", "fruit_detection")
@@ -40,7 +40,7 @@ def trunk_weights(detector):
 def test_backbone_is_the_pretrained_encoder_fixed_then_fine_tuned(
     pretrained, tmp_path):
   config, weights = pretrained
-  encoder = classify.restore_encoder(config)
+  encoder = encoder_dir.restore(config)
   levels = detect.stage_levels(config.encoder_config)
   detector = detect.build_detector(
       encoder_lib.stage_maps(encoder, config.encoder_config),
@@ -125,22 +125,21 @@ def test_pyramid_levels_the_encoder_cannot_give_are_clear_errors(pretrained):
     detect.check_levels(config.encoder_config, levels[-1], 7)
 
 
-@pytest.mark.skipif(not os.path.isdir(FRUIT), reason="needs ../shared/data")
-def test_run_eval_detection_end_to_end_on_the_fruit_set(pretrained, tmp_path):
-  config, _ = pretrained
+def detect_with(config, **settings):
+  """The detection task on config's encoder: a 32-pixel RetinaNet on its
+  last stage, one head conv."""
   levels = detect.stage_levels(config.encoder_config)
-  results = tmp_path / "results.jsonl"
-  result = subprocess.run(
-      [sys.executable, "run_eval.py", f"--model_dir={config.model_dir}",
-       "--mode=detection", f"--detection_data={FRUIT}",
-       "--detection_image_size=32", f"--min_level={levels[-1]}",
-       f"--max_level={levels[-1] + 1}", "--head_convs=1", "--batch_size=8",
-       "--train_steps=2", "--fine_tune", "--fine_tune_steps=1",
-       f"--results_file={results}"],
-      cwd=REPO, capture_output=True, text=True, timeout=300)
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert "mAP@0.5" in result.stdout
-  record = json.loads(results.read_text())
+  return detection_task.run(configs.DetectionConfig(
+      model_dir=config.model_dir, detection_image_size=32,
+      min_level=levels[-1], max_level=levels[-1] + 1, head_convs=1,
+      train_steps=2, **settings))
+
+
+@pytest.mark.skipif(not os.path.isdir(FRUIT), reason="needs ../shared/data")
+def test_detection_end_to_end_on_the_fruit_set(pretrained):
+  config, _ = pretrained
+  record = detect_with(config, detection_data=FRUIT, batch_size=8,
+                       fine_tune=True, fine_tune_steps=1)
   assert record["mode"] == "detection" and record["fine_tune"]
   assert (record["train_images"], record["test_images"]) == (240, 60)
   assert record["classes"] == ["apple", "banana", "orange"]
@@ -149,31 +148,19 @@ def test_run_eval_detection_end_to_end_on_the_fruit_set(pretrained, tmp_path):
     assert 0.0 <= record[name] <= 1.0
 
 
-def test_run_eval_detection_reads_tfds_voc2007(pretrained, voc2007, tmp_path):
+def test_detection_reads_tfds_voc2007(pretrained, voc2007):
   config, _ = pretrained
   _, data_dir = voc2007
-  levels = detect.stage_levels(config.encoder_config)
-  results = tmp_path / "results.jsonl"
-  result = subprocess.run(
-      [sys.executable, "run_eval.py", f"--model_dir={config.model_dir}",
-       "--mode=detection", "--detection_data=tfds:voc/2007",
-       f"--data_dir={data_dir}", "--train_split=train+validation",
-       "--detection_image_size=32", f"--min_level={levels[-1]}",
-       f"--max_level={levels[-1] + 1}", "--head_convs=1", "--batch_size=2",
-       "--train_steps=2", f"--results_file={results}"],
-      cwd=REPO, capture_output=True, text=True, timeout=300)
-  assert result.returncode == 0, result.stderr[-3000:]
-  record = json.loads(results.read_text())
+  record = detect_with(config, detection_data="tfds:voc/2007",
+                       data_dir=data_dir, train_split="train+validation",
+                       batch_size=2)
   assert (record["train_images"], record["test_images"]) == (3, 2)
   assert record["classes"] == ["cat", "dog", "person"]
   assert 0.0 <= record["test_map_all_points"] <= 1.0
 
 
-def test_run_eval_detection_needs_its_data(pretrained):
+def test_detection_needs_its_data(pretrained):
   config, _ = pretrained
-  result = subprocess.run(
-      [sys.executable, "run_eval.py", f"--model_dir={config.model_dir}",
-       "--mode=detection"], cwd=REPO, capture_output=True, text=True,
-      timeout=120)
-  assert result.returncode != 0
-  assert "--mode=detection needs --detection_data" in result.stderr
+  with pytest.raises(config_lib.ConfigError,
+                     match="--mode=detection needs --detection_data"):
+    configs.DetectionConfig(model_dir=config.model_dir).validate()

@@ -12,13 +12,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cpc_tf import classify
 from cpc_tf import config as config_lib
 from cpc_tf import data
+from cpc_tf import encoder_dir
 from cpc_tf import export
 from cpc_tf import pretrain
 from cpc_tf.model import encode_patches
-from helpers import run_script, tiny_config
+from cpc_tf.tasks import configs
+from cpc_tf.tasks import export as export_task
+from helpers import tiny_config
 
 TINY = tiny_config(encoder_blocks=(1,), batch_size=4)
 
@@ -37,21 +39,20 @@ np.savez(outputs, **{f"images_{k}": v.numpy() for k, v in by_images.items()},
 """
 
 
-def run_eval(*args):
-  return run_script("run_eval.py", *args)
+def export_with(**settings):
+  return export_task.run(configs.ExportConfig(**settings))
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-  """A pretrained tiny model_dir and its export through run_eval.py (a
-  SavedModel in model_dir/export, the released form in model_dir/release)."""
+  """A pretrained tiny model_dir and its export (run_eval.py --mode=export:
+  a SavedModel in model_dir/export, the released form in model_dir/release)."""
   model_dir = str(tmp_path_factory.mktemp("export") / "run")
   pretrain.pretrain(dataclasses.replace(TINY, model_dir=model_dir))
   export_dir = os.path.join(model_dir, "export")
-  result = run_eval("--mode=export", f"--model_dir={model_dir}",
-                    f"--export_dir={export_dir}",
-                    f"--save_encoder={os.path.join(model_dir, 'release')}")
-  assert result.returncode == 0, result.stderr[-3000:]
+  record = export_with(model_dir=model_dir, export_dir=export_dir,
+                       save_encoder=os.path.join(model_dir, "release"))
+  assert record["exported"][0] == export_dir
   return model_dir, export_dir
 
 
@@ -64,7 +65,7 @@ def reference_outputs(model_dir, images):
   """The in-process encoder on the evaluation view of each image."""
   config = dataclasses.replace(config_lib.load_config(model_dir),
                                model_dir=model_dir)
-  encoder = classify.restore_encoder(config)
+  encoder = encoder_dir.restore(config)
   patches = tf.stack([data.image_to_patches(image, config.grid, False, 1.0)
                       for image in images])
   latents = encode_patches(encoder, patches).numpy()
@@ -143,7 +144,7 @@ def test_export_to_ram_filesystem(exported):
   model_dir, _ = exported
   config = dataclasses.replace(config_lib.load_config(model_dir),
                                model_dir=model_dir)
-  export.export_encoder(classify.restore_encoder(config), config,
+  export.export_encoder(encoder_dir.restore(config), config,
                         "ram://cpc_tf_export/encoder")
   serve = tf.saved_model.load("ram://cpc_tf_export/encoder").signatures[
       "serving_default"]
@@ -154,21 +155,18 @@ def test_export_to_ram_filesystem(exported):
 
 def test_refuses_existing_export_and_mismatched_checkpoint(exported, tmp_path):
   model_dir, export_dir = exported
-  again = run_eval("--mode=export", f"--model_dir={model_dir}",
-                   f"--export_dir={export_dir}")
-  assert again.returncode != 0 and "already holds a SavedModel" in again.stderr
+  with pytest.raises(config_lib.ConfigError, match="already holds a SavedModel"):
+    export_with(model_dir=model_dir, export_dir=export_dir)
   # The same checkpoints under a config.json that describes another encoder.
   shutil.copytree(model_dir, tmp_path / "other")
   other = dataclasses.replace(config_lib.load_config(model_dir), encoder_width=16,
                               model_dir=str(tmp_path / "other"))
   with open(tmp_path / "other" / config_lib.CONFIG_FILE, "w") as f:
     f.write(other.to_json())
-  refused = run_eval("--mode=export", f"--model_dir={tmp_path / 'other'}",
-                     f"--export_dir={tmp_path / 'other_export'}")
-  assert refused.returncode != 0
-  assert "does not fit the encoder" in refused.stderr
-  assert "encoder_width=16" in refused.stderr
-  assert "Traceback" not in refused.stderr
+  with pytest.raises(config_lib.ConfigError,
+                     match="does not fit the encoder.*encoder_width=16"):
+    export_with(model_dir=str(tmp_path / "other"),
+                export_dir=str(tmp_path / "other_export"))
 
 
 def test_released_encoder_holds_only_the_encoder_and_loads_anywhere(
@@ -181,7 +179,7 @@ def test_released_encoder_holds_only_the_encoder_and_loads_anywhere(
   names -= {"_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter/.ATTRIBUTES/VARIABLE_VALUE"}
   config = dataclasses.replace(config_lib.load_config(model_dir),
                                model_dir=model_dir)
-  assert len(names) == len(classify.restore_encoder(config).variables)
+  assert len(names) == len(encoder_dir.restore(config).variables)
   assert not any("optimizer" in name for name in names), sorted(names)
   images = images_and_bytes()[0]
   for released, original in zip(reference_outputs(str(moved), images),
@@ -190,6 +188,6 @@ def test_released_encoder_holds_only_the_encoder_and_loads_anywhere(
 
 
 def test_export_needs_a_destination(exported):
-  result = run_eval("--mode=export", f"--model_dir={exported[0]}")
-  assert result.returncode != 0
-  assert "--export_dir" in result.stderr and "--save_encoder" in result.stderr
+  with pytest.raises(config_lib.ConfigError,
+                     match="needs --export_dir .* or --save_encoder"):
+    export_with(model_dir=exported[0])

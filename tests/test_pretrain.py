@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 
 from cpc_tf import checkpoints
-from cpc_tf import classify
 from cpc_tf import config as config_lib
+from cpc_tf import encoder_dir
 from cpc_tf import pretrain
 from helpers import tiny_config
 
@@ -143,8 +143,8 @@ def test_an_encoder_only_folder_is_evaluated_not_resumed(tmp_path):
                                train_steps=2)
   model = pretrain.pretrain(config)
   released = dataclasses.replace(config, model_dir=str(tmp_path / "released"))
-  classify.save_encoder(model.encoder, released, step=2)
-  classify.restore_encoder(released)          # evaluation reads it
+  encoder_dir.save(model.encoder, released, step=2)
+  encoder_dir.restore(released)          # evaluation reads it
   with pytest.raises(config_lib.ConfigError,
                      match="holds the encoder only: it can be evaluated"):
     pretrain.pretrain(dataclasses.replace(released, train_steps=4,

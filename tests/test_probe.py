@@ -9,6 +9,7 @@ import tensorflow as tf
 from cpc_tf import augment
 from cpc_tf import classify
 from cpc_tf import data
+from cpc_tf import encoder_dir
 from cpc_tf import heads
 from cpc_tf import probe
 
@@ -127,7 +128,7 @@ def test_a3_probe_tests_with_clean_latent_statistics(pretrained, tfds_dir):
   """Trained on colour-dropped patches, the A.3 head still normalises test
   inputs with the statistics of clean latents."""
   config, _ = pretrained
-  model = classify.PatchClassifier(classify.restore_encoder(config),
+  model = classify.PatchClassifier(encoder_dir.restore(config),
                                    heads.linear_head(10))
   classify.compile_classifier(model, 5e-4)
 

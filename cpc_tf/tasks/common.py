@@ -1,0 +1,37 @@
+"""What the evaluation tasks share: the encoder's pretraining config, the
+labelled data of a classification evaluation, and the record of a run."""
+
+import dataclasses
+
+from cpc_tf import config as config_lib
+from cpc_tf import encoder_dir
+from cpc_tf import sources
+
+
+def pretrained(config) -> config_lib.PretrainConfig:
+  """The pretraining config of config's encoder: its model_dir's, or, for an
+  evaluation without trained weights, its pretraining flagfile's."""
+  if config.model_dir:
+    return encoder_dir.load_config(config.model_dir)
+  return encoder_dir.from_flagfile(config.pretrain_flagfile)
+
+
+def labelled_data(config, pretrained: config_lib.PretrainConfig):
+  """(dataset, data_dir, training split's source) of a classification
+  evaluation, both splits checked to exist and to be labelled."""
+  dataset = config.dataset or pretrained.dataset
+  data_dir = config.data_dir or pretrained.data_dir
+  train_source = sources.get_source(dataset, config.train_split, data_dir)
+  sources.get_source(dataset, config.test_split, data_dir)
+  if train_source.num_classes < 2:
+    raise sources.DataError(f"{dataset} {config.train_split} has no class "
+                            "labels to evaluate with")
+  return dataset, data_dir, train_source
+
+
+def record(config, pretrained: config_lib.PretrainConfig, **metrics) -> dict:
+  """A result record: the mode, its settings, the encoder's pretraining
+  config and the metrics."""
+  return {"mode": config.MODE, **dataclasses.asdict(config), **metrics,
+          "pretrain_config": dataclasses.asdict(pretrained)}
+

@@ -1,0 +1,27 @@
+"""Export of an encoder: a SavedModel with the evaluation preprocessing
+(export_dir) and/or the encoder model_dir, config and weights, in which
+encoders are released (save_encoder)."""
+
+import dataclasses
+
+from cpc_tf import checkpoints
+from cpc_tf import encoder_dir
+from cpc_tf import export as export_lib
+from cpc_tf.tasks import configs
+
+
+def run(config: configs.ExportConfig) -> dict:
+  """Writes what config asks for; returns {"exported": [paths written]}."""
+  config.validate()
+  pretrained = encoder_dir.load_config(config.model_dir)
+  encoder = encoder_dir.restore(pretrained)
+  written = []
+  if config.export_dir:
+    written.append(export_lib.export_encoder(encoder, pretrained,
+                                             config.export_dir))
+  if config.save_encoder:
+    step = int(checkpoints.latest(pretrained.model_dir).rsplit("-", 1)[1])
+    written.append(encoder_dir.save(
+        encoder, dataclasses.replace(pretrained,
+                                     model_dir=config.save_encoder), step))
+  return {"mode": config.MODE, "exported": written}

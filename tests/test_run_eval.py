@@ -1,0 +1,84 @@
+"""run_eval.py: its flags (one per setting of the mode configs, each mode
+taking only its own), eval flagfiles split by mode, and one smoke run."""
+
+import json
+import os
+
+from absl import flags
+import pytest
+
+from cpc_tf import config as config_lib
+from cpc_tf.tasks import configs
+from cpc_tf.tasks import eval_flags
+from helpers import REPO, run_script
+
+
+def parse(*args):
+  flag_values = flags.FlagValues()
+  eval_flags.define_flags(flag_values)
+  flag_values(["run_eval.py", "--model_dir=m", *args])
+  return eval_flags.config_from_flags(flag_values)
+
+
+def test_flags_become_the_config_of_the_mode():
+  probe = parse("--mode=probe", "--probe_penalties=0.1,0",
+                "--validation_fraction=0.1", "--random_init")
+  assert probe == configs.ProbeConfig(
+      model_dir="m", probe_penalties=(0.1, 0.0), validation_fraction=0.1,
+      random_init=True)
+  supervised = parse("--mode=supervised", "--pixel_blocks=1,1")
+  assert supervised.pixel_blocks == (1, 1) and supervised.pixel_stem is None
+  assert parse("--mode=efficient") == configs.EfficientConfig(model_dir="m")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--mode=supervised", "--random_init"],
+     "--random_init does not apply to --mode=supervised"),
+    (["--mode=linear", "--dropout=0.2"], "--dropout does not apply"),
+    (["--mode=detection", "--label_fraction=0.1"],
+     "--label_fraction does not apply to --mode=detection"),
+    (["--mode=probe", "--nofine_tune"], "--fine_tune does not apply"),
+])
+def test_a_flag_of_another_mode_is_refused(args, message):
+  with pytest.raises(config_lib.ConfigError, match=message):
+    parse(*args)
+
+
+def test_flags_from_a_flagfile_count_as_given(tmp_path):
+  flagfile = tmp_path / "eval.cfg"
+  flagfile.write_text("--head_blocks=2\n")
+  with pytest.raises(config_lib.ConfigError, match="--head_blocks does not"):
+    parse("--mode=linear", f"--flagfile={flagfile}")
+
+
+def test_an_eval_flagfile_gives_each_mode_its_own_flags(monkeypatch):
+  monkeypatch.chdir(REPO)
+  text = "--flagfile=flags/cifar10_cpu_eval.cfg\n--train_steps=300\n"
+  efficient = configs.mode_args("efficient", text)
+  supervised = configs.mode_args("supervised", text)
+  assert "--head_blocks=2" in efficient and "--pixel_width=32" in supervised
+  assert not any(arg.startswith("--pixel") for arg in efficient)
+  assert not any(arg.startswith(("--head", "--fine_tune", "--patience"))
+                 for arg in supervised)
+  assert efficient[-1] == supervised[-1] == "--train_steps=300"
+  assert configs.mode_args("efficient", "--nofine_tune") == ["--nofine_tune"]
+  with pytest.raises(ValueError, match="'--train_stpes=3' is not a run_eval"):
+    configs.mode_args("efficient", "--train_stpes=3")
+
+
+def test_smoke_run_appends_its_record(pretrained, tfds_dir, tmp_path):
+  config, _ = pretrained
+  results = tmp_path / "results.jsonl"
+  result = run_script(
+      "run_eval.py", f"--model_dir={config.model_dir}", "--mode=linear",
+      "--train_split=train[:64]", "--test_split=test[:32]", "--batch_size=8",
+      "--train_steps=2", f"--results_file={results}",
+      env=dict(os.environ, TFDS_DATA_DIR=tfds_dir))
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "A.3 linear probe on cifar10 test[:32]" in result.stdout
+  record = json.loads(results.read_text())
+  assert record["mode"] == "linear" and record["train_steps"] == 2
+  refused = run_script("run_eval.py", f"--model_dir={config.model_dir}",
+                       "--mode=linear", "--dropout=0.1")
+  assert refused.returncode != 0 and "Traceback" not in refused.stderr
+  assert "run_eval.py: error: --dropout does not apply" in refused.stderr

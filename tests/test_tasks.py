@@ -1,0 +1,140 @@
+"""The classification tasks run in-process from their configs: linear (A.3),
+the cached probe, efficient (fixed and fine-tuned) and supervised (A.4)."""
+
+import dataclasses
+import os
+
+import numpy as np
+import pytest
+
+from cpc_tf import config as config_lib
+from cpc_tf import encoder_dir
+from cpc_tf.tasks import cached_probe
+from cpc_tf.tasks import classification
+from cpc_tf.tasks import configs
+from helpers import REPO
+
+SMALL = dict(train_split="train[:80]", test_split="test[:32]")
+
+
+def check_accuracies(record):
+  assert 0.0 <= record["test_top1"] <= record["test_top5"] <= 1.0
+
+
+def test_linear_probe_with_early_stopping(pretrained):
+  config, _ = pretrained
+  record = classification.run(configs.LinearConfig(
+      model_dir=config.model_dir, batch_size=8, train_steps=3,
+      validation_fraction=0.25, eval_every=1, patience=1, **SMALL))
+  assert (record["mode"], record["probe"]) == ("linear", "a3_linear")
+  assert record["random_init"] is False and record["train_steps"] == 3
+  assert 1 <= record["steps"] <= 3 and "validation_top1" in record
+  assert record["pretrain_config"]["model_dir"] == config.model_dir
+  check_accuracies(record)
+
+
+def test_cached_probe_of_a_random_encoder(pretrained):
+  config, _ = pretrained
+  record = cached_probe.run(configs.ProbeConfig(
+      model_dir=config.model_dir, validation_fraction=0.25, random_init=True,
+      probe_steps=20, probe_penalties=(0.1, 0.0), **SMALL))
+  assert (record["probe"], record["random_init"]) == ("cached_linear", True)
+  assert record["train_examples"] + record["validation_examples"] == 80
+  assert record["penalty"] in (0.1, 0.0) and record["encoder_checkpoint"] is None
+  check_accuracies(record)
+
+
+def test_efficient_classifier_fine_tuned(pretrained):
+  config, _ = pretrained
+  record = classification.run(configs.EfficientConfig(
+      model_dir=config.model_dir, batch_size=8, train_steps=2,
+      label_fraction=0.5, head_blocks=1, head_width=16, head_bottleneck=8,
+      fine_tune=True, fine_tune_steps=4, eval_every=2,
+      validation_fraction=0.2, **SMALL))
+  assert record["mode"] == "efficient" and record["train_examples"] < 80
+  assert record["fine_tune"] and record["fine_tune_steps"] in (2, 4)
+  assert "validation_top1" in record and record["patch_augment"]
+  check_accuracies(record)
+
+
+def test_supervised_baseline_keeps_its_encoder(pretrained, tmp_path):
+  config, _ = pretrained
+  saved_dir = str(tmp_path / "supervised_encoder")
+  record = classification.run(configs.SupervisedConfig(
+      model_dir=config.model_dir, batch_size=8, train_steps=2,
+      label_fraction=0.5, pixel_blocks=(1,), pixel_width=8, dropout=0.5,
+      patch_augment=False, save_encoder=saved_dir, **SMALL))
+  assert record["mode"] == "supervised" and not record["patch_augment"]
+  check_accuracies(record)
+  # The trained pixel ResNet, as a model_dir the other modes can read.
+  assert record["saved_encoder"].startswith(saved_dir)
+  saved = config_lib.load_config(saved_dir)
+  assert (saved.encoder_width, saved.encoder_blocks, saved.norm) == (
+      8, (1,), "batch")
+  encoder = encoder_dir.restore(saved)
+  moving_means = [w for w in encoder.weights if "moving_mean" in w.path]
+  assert moving_means and any(np.any(w.numpy() != 0) for w in moving_means)
+  with pytest.raises(config_lib.ConfigError, match="already holds an encoder"):
+    dataclasses.replace(configs.SupervisedConfig(model_dir=config.model_dir),
+                        save_encoder=saved_dir).validate()
+
+
+def test_baselines_without_a_model_dir(tmp_path):
+  """The supervised baseline and the pixel probe take their data, grid and
+  augmentation from a pretraining flagfile: no pretraining run needed."""
+  flagfile = os.path.join(REPO, "flags", "smoke.cfg")
+  results = str(tmp_path / "results.jsonl")
+  supervised = classification.run(configs.SupervisedConfig(
+      pretrain_flagfile=flagfile, results_file=results, batch_size=8,
+      train_steps=1, pixel_blocks=(1,), pixel_width=8, **SMALL))
+  pixels = cached_probe.run(configs.ProbeConfig(
+      pretrain_flagfile=flagfile, results_file=results,
+      probe_features="pixels", validation_fraction=0.25, probe_steps=5,
+      probe_penalties=(0.0,), **SMALL))
+  for record in (supervised, pixels):
+    check_accuracies(record)
+    assert record["model_dir"] is None
+    assert record["pretrain_config"]["model_dir"] is None
+    assert record["pretrain_config"]["image_size"] == 32
+  assert pixels["feature_dim"] == 32 * 32 * 3
+
+
+@pytest.mark.parametrize("config,message", [
+    (configs.LinearConfig(pretrain_flagfile="f.cfg"),
+     "needs the trained encoder's --model_dir"),
+    (configs.ProbeConfig(pretrain_flagfile="f.cfg", validation_fraction=0.1,
+                         random_init=True), "set --results_file"),
+    (configs.SupervisedConfig(model_dir="m", pretrain_flagfile="f.cfg"),
+     "not both"),
+    (configs.EfficientConfig(model_dir="m", fine_tune=True),
+     "set --validation_fraction"),
+    (configs.ProbeConfig(model_dir="m"), "set --validation_fraction"),
+    (configs.ProbeConfig(model_dir="m", validation_fraction=0.1,
+                         random_init=True, probe_features="pixels"),
+     "--random_init is for --probe_features=encoder"),
+    (configs.ProbeConfig(model_dir="m", validation_fraction=0.1,
+                         probe_penalties=(0.1, -1.0)), "--probe_penalties"),
+    (configs.LinearConfig(model_dir="m", validation_fraction=0.1,
+                          eval_every=20, train_steps=10),
+     r"--eval_every \(20\) is more than --train_steps"),
+    (configs.LinearConfig(), "--model_dir is required"),
+    (configs.SupervisedConfig(model_dir="m", dropout=1.0), "--dropout"),
+    (configs.EfficientConfig(model_dir="m", head_width=0), "--head_width"),
+    (configs.DetectionConfig(model_dir="m", detection_data="d",
+                             min_scale=2.0), "--min_scale"),
+])
+def test_settings_that_cannot_work_are_named(config, message):
+  with pytest.raises(config_lib.ConfigError, match=message):
+    config.validate()
+
+
+def test_each_mode_has_only_its_settings():
+  fields = {mode: set(configs.field_names(mode)) for mode in configs.CONFIGS}
+  assert "dropout" not in fields["linear"]
+  assert "random_init" not in fields["supervised"] | fields["export"]
+  assert "color_drop" in fields["detection"] - fields["efficient"]
+  assert {"head_blocks", "fine_tune"} <= fields["efficient"]
+  assert "fine_tune" not in fields["probe"] | fields["supervised"]
+  for config_class in configs.CONFIGS.values():
+    for field in dataclasses.fields(config_class):
+      assert field.metadata.get("help"), (config_class, field.name)
