@@ -382,11 +382,15 @@ def field_names(mode: str) -> List[str]:
   return [f.name for f in dataclasses.fields(CONFIGS[mode])]
 
 
+# Every evaluation setting, of any mode.
+ALL_FIELDS = frozenset(name for mode in CONFIGS for name in field_names(mode))
+
+
 def flag_name(arg: str) -> str:
   """The flag an argument sets: --name=value, --name or --noname (a bool)."""
   name = arg.lstrip("-").split("=", 1)[0]
-  known = {name for mode in CONFIGS for name in field_names(mode)}
-  if name not in known and name.startswith("no") and name[2:] in known:
+  if (name not in ALL_FIELDS and name.startswith("no")
+      and name[2:] in ALL_FIELDS):
     return name[2:]
   return name
 
@@ -411,12 +415,11 @@ def mode_args(mode: str, flagfile_text: str) -> List[str]:
   """The flags of an eval flagfile that apply to `mode`, so that one
   flagfile can serve every mode of a curve (run_curve.py). Raises
   ValueError for a line that is not a run_eval.py evaluation flag."""
-  known = {name for m in CONFIGS for name in field_names(m)}
   own = set(field_names(mode))
   args = []
   for arg in flagfile_args(flagfile_text):
     name = flag_name(arg)
-    if not arg.startswith("--") or name not in known:
+    if not arg.startswith("--") or name not in ALL_FIELDS:
       raise ValueError(f"{arg!r} is not a run_eval.py evaluation flag")
     if name in own:
       args.append(arg)

@@ -27,8 +27,7 @@ def config_from_flags(flag_values=flags.FLAGS):
   (on the command line or in a flagfile) that the mode does not use."""
   mode = flag_values.mode
   own = set(configs.field_names(mode))
-  others = {name for other in configs.CONFIGS
-            for name in configs.field_names(other)} - own
+  others = configs.ALL_FIELDS - own
   given = sorted(name for name in others if flag_values[name].present)
   if given:
     raise config_lib.ConfigError(
