@@ -4,12 +4,18 @@ config.json (a PretrainConfig: data, patch grid, augmentation and encoder
 architecture) beside checkpoints/, whose newest checkpoint holds the encoder
 at the object path model/encoder/. run_pretrain.py writes one (with the rest
 of the model and the optimizer), save() writes one with the encoder alone (a
-released encoder, a supervised backbone). An encoder that uses no trained
-weights (a random one, the pixel baselines) needs only the config, which
-from_flagfile reads from a pretraining flagfile.
+released encoder, a supervised backbone) and, in trained_by.json, what
+trained it: a supervised backbone's config.json keeps the CPC settings of
+the encoder it replaced, which describe nothing that happened to it. An
+encoder that uses no trained weights (a random one, the pixel baselines)
+needs only the config, which from_flagfile reads from a pretraining
+flagfile.
 """
 
 import dataclasses
+import json
+import os
+from typing import Optional
 
 from absl import flags
 import keras
@@ -82,12 +88,29 @@ def restore(config: config_lib.PretrainConfig,
   return encoder
 
 
-def save(encoder: keras.Model, config: config_lib.PretrainConfig,
-         step: int) -> str:
-  """Writes encoder as the encoder model_dir config.model_dir (config.json
-  and a checkpoint at restore's object path); returns the checkpoint."""
+TRAINED_BY_FILE = "trained_by.json"
+
+
+def save(encoder: keras.Model, config: config_lib.PretrainConfig, step: int,
+         trained_by: dict) -> str:
+  """Writes encoder as the encoder model_dir config.model_dir (config.json,
+  trained_by as trained_by.json and a checkpoint at restore's object path);
+  returns the checkpoint."""
   config_lib.save_config(config)
+  with tf.io.gfile.GFile(os.path.join(config.model_dir, TRAINED_BY_FILE),
+                         "w") as f:
+    f.write(json.dumps(trained_by, indent=2, sort_keys=True))
   manager = tf.train.CheckpointManager(
       checkpoint(encoder), checkpoints.checkpoint_dir(config.model_dir),
       max_to_keep=1)
   return manager.save(checkpoint_number=step)
+
+
+def trained_by(model_dir: str) -> Optional[dict]:
+  """What trained the encoder save() wrote in model_dir (None for a
+  run_pretrain.py model_dir, whose config.json says it)."""
+  path = os.path.join(model_dir, TRAINED_BY_FILE)
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)

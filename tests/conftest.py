@@ -25,9 +25,10 @@ def tfds_dir():
   return TFDS_DIR
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def pretrained(tmp_path_factory):
-  """(TINY pretrained in a fresh model_dir, its encoder's weights)."""
+  """(TINY pretrained in a fresh model_dir, its encoder's weights), shared
+  by the evaluation tests, which only read it."""
   model_dir = str(tmp_path_factory.mktemp("pretrained"))
   config = tiny_config(model_dir=model_dir)
   model = pretrain.pretrain(config)

@@ -14,12 +14,15 @@ SHARED = os.path.join(os.path.dirname(REPO), "shared")
 TFDS_DIR = os.environ.get("TFDS_DATA_DIR", os.path.join(SHARED, "tfds"))
 
 # A CPC model small enough to pretrain in seconds: 16x16 crops of the first
-# 64 CIFAR-10 training images, a 3x3 grid of 8x8 patches, an 8-wide encoder.
+# 64 CIFAR-10 training images, a 3x3 grid of 8x8 patches, an 8-wide encoder,
+# one-block context networks (tracing five blocks per direction took most of
+# the time of building and compiling the model).
 TINY = config_lib.PretrainConfig(
     split="train[:64]", data_dir=TFDS_DIR, image_size=16, patch_size=8,
     patch_stride=4, encoder_width=8, encoder_blocks=(1, 1), context_dim=8,
-    target_dim=8, steps_to_ignore=0, steps_to_predict=1, batch_size=8,
-    train_steps=2, checkpoint_every=2, log_every=2, jit_compile=False)
+    context_blocks=1, target_dim=8, steps_to_ignore=0, steps_to_predict=1,
+    batch_size=8, train_steps=2, checkpoint_every=2, log_every=2,
+    jit_compile=False)
 
 
 def tiny_config(**changes) -> config_lib.PretrainConfig:

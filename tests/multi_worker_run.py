@@ -31,9 +31,9 @@ WORKERS = 2
 CONFIG = config_lib.PretrainConfig(
     dataset="cifar10", split="train[:256]", image_size=32, patch_size=8,
     patch_stride=8, encoder_width=8, encoder_blocks=(1, 1), context_dim=16,
-    target_dim=16, directions=2, steps_to_ignore=0, steps_to_predict=2,
-    batch_size=8, learning_rate=1e-3, train_steps=4, checkpoint_every=2,
-    log_every=2, deterministic=True, model_dir=MODEL_DIR,
+    context_blocks=1, target_dim=16, directions=2, steps_to_ignore=0,
+    steps_to_predict=2, batch_size=8, learning_rate=1e-3, train_steps=4,
+    checkpoint_every=2, log_every=2, deterministic=True, model_dir=MODEL_DIR,
     strategy="multi_worker" if ROLE == "worker" else "default")
 
 

@@ -181,6 +181,9 @@ def test_released_encoder_holds_only_the_encoder_and_loads_anywhere(
                                model_dir=model_dir)
   assert len(names) == len(encoder_dir.restore(config).variables)
   assert not any("optimizer" in name for name in names), sorted(names)
+  # It says which pretraining run and step it comes from.
+  assert encoder_dir.trained_by(str(moved)) == {
+      "mode": "pretrain", "model_dir": model_dir, "step": 2}
   images = images_and_bytes()[0]
   for released, original in zip(reference_outputs(str(moved), images),
                                 reference_outputs(model_dir, images)):

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from helpers import REPO
 
-STEPS = 30
+STEPS = 20
 # The smoke model with every per-patch augmentation, a checkpoint every step
 # (so that kills land during checkpoint writes too) and deterministic input.
 COMMAND = [
@@ -55,10 +55,10 @@ def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(
   model_dir = str(tmp_path / "killed")
   checkpoints = os.path.join(model_dir, "checkpoints")
   rng = np.random.default_rng(1)
-  # Kills at random times (start-up included), alternating with kills the
-  # moment the index of the checkpoint three steps on appears, i.e. in the
-  # middle of saving it.
-  for attempt in range(4):
+  # A kill at a random time (start-up included), then one the moment the
+  # index of the checkpoint three steps on appears, i.e. in the middle of
+  # saving it.
+  for attempt in range(2):
     latest = tf.train.latest_checkpoint(checkpoints)
     latest_step = int(latest.rsplit("-", 1)[1]) if latest else 0
     run = start(model_dir, tfds_dir, tmp_path / f"killed{attempt}.log")
@@ -74,8 +74,8 @@ def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(
     run.send_signal(signal.SIGKILL)
     run.wait(timeout=60)
   killed_at = int(tf.train.latest_checkpoint(checkpoints).rsplit("-", 1)[1])
-  # Each kill mid-save of step latest + 3 leaves at least latest + 2 saved.
-  assert 4 <= killed_at < STEPS
+  # The kill mid-save of step latest + 3 leaves at least latest + 2 saved.
+  assert 2 <= killed_at < STEPS
   assert reference.wait(timeout=600) == 0, (tmp_path / "reference.log").read_text()[-3000:]
 
   final = start(model_dir, tfds_dir, tmp_path / "final.log")

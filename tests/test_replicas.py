@@ -29,19 +29,37 @@ def one_step(strategy, initial_weights, patches, config=CONFIG):
   return history.history["loss"][0], model.get_weights()
 
 
-def test_two_replicas_match_one_device():
-  devices = tf.config.list_logical_devices("CPU")
-  assert len(devices) >= 2, "conftest should give two logical CPUs"
+@pytest.fixture(scope="module")
+def start():
+  """Patches of one global batch and the initial weights every run starts
+  from."""
   tf.keras.utils.set_random_seed(0)
   patches = np.random.default_rng(0).random(
       (8, 4, 4, 4, 4, 3)).astype(np.float32)
-  initial = pretrain.build_model(CONFIG).get_weights()
+  return patches, pretrain.build_model(CONFIG).get_weights()
 
+
+@pytest.fixture(scope="module")
+def mirrored():
+  devices = tf.config.list_logical_devices("CPU")
+  assert len(devices) >= 2, "conftest should give two logical CPUs"
+  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  assert strategy.num_replicas_in_sync == 2
+  return strategy
+
+
+@pytest.fixture(scope="module")
+def mirrored_step(start, mirrored):
+  """Loss and weights after one step on two replicas (global negatives)."""
+  patches, initial = start
+  return one_step(mirrored, initial, patches)
+
+
+def test_two_replicas_match_one_device(start, mirrored_step):
+  patches, initial = start
   single_loss, single_weights = one_step(
       tf.distribute.OneDeviceStrategy("/cpu:0"), initial, patches)
-  mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-  assert mirrored.num_replicas_in_sync == 2
-  mirrored_loss, mirrored_weights = one_step(mirrored, initial, patches)
+  mirrored_loss, mirrored_weights = mirrored_step
 
   assert mirrored_loss == pytest.approx(single_loss, rel=1e-5)
   moved = 0
@@ -51,24 +69,19 @@ def test_two_replicas_match_one_device():
   assert moved > len(initial) // 2   # the step did update the weights
 
 
-def test_local_negatives_differ_from_global_on_two_replicas():
+def test_local_negatives_differ_from_global_on_two_replicas(
+    start, mirrored, mirrored_step):
   """Sanity check of the comparison above: with per-replica negatives the
   loss is lower (fewer negatives), so the equality is not automatic."""
-  patches = np.random.default_rng(1).random((8, 4, 4, 4, 4, 3)).astype(np.float32)
-  tf.keras.utils.set_random_seed(0)
-  initial = pretrain.build_model(CONFIG).get_weights()
-  mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-  global_loss, _ = one_step(mirrored, initial, patches)
+  patches, initial = start
   local_loss, _ = one_step(
       mirrored, initial, patches,
       dataclasses.replace(CONFIG, negatives="local"))
-  assert local_loss < global_loss - 0.1
+  assert local_loss < mirrored_step[0] - 0.1
 
 
-def test_batch_must_divide_over_replicas():
-  mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-  config = dataclasses.replace(CONFIG, batch_size=7,
-                                          strategy="mirrored")
+def test_batch_must_divide_over_replicas(mirrored):
+  config = dataclasses.replace(CONFIG, batch_size=7, strategy="mirrored")
   with pytest.raises(config_lib.ConfigError, match="batch_size 7 is not "
                      "divisible by the 2 replicas"):
     pretrain.check_replicas(config, mirrored)

@@ -29,7 +29,7 @@ def scalar_steps(event_dir, tag):
   return sorted(steps)
 
 
-def test_smoke_trains_checkpoints_and_resumes(tmp_path, tfds_dir):
+def test_smoke_trains_checkpoints_and_resumes(tmp_path, tfds_dir, monkeypatch):
   model_dir = str(tmp_path / "run")
   first = run_pretrain(tfds_dir, f"--model_dir={model_dir}", "--train_steps=6")
   assert first.returncode == 0, first.stderr[-3000:]
@@ -53,11 +53,14 @@ def test_smoke_trains_checkpoints_and_resumes(tmp_path, tfds_dir):
   assert tf.train.latest_checkpoint(checkpoints).endswith("ckpt-9")
   assert scalar_steps(os.path.join(model_dir, "train"), "loss") == [3, 6, 9]
 
-  # A different model in the same model_dir is refused, naming the setting.
-  third = run_pretrain(tfds_dir, f"--model_dir={model_dir}", "--directions=4")
-  assert third.returncode != 0
-  assert "directions: checkpoint has 2, flags say 4" in third.stderr
-  assert "Traceback" not in third.stderr
+  # A different model in the same model_dir is refused, naming the setting
+  # (in-process: the script's handling of the error is checked above).
+  monkeypatch.chdir(REPO)
+  other_model = dataclasses.replace(parse_flags("--directions=4"),
+                                    model_dir=model_dir, data_dir=tfds_dir)
+  with pytest.raises(config_lib.ConfigError,
+                     match="directions: checkpoint has 2, flags say 4"):
+    pretrain.pretrain(other_model)
 
 
 def test_steps_per_execution(tmp_path):

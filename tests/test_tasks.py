@@ -11,8 +11,9 @@ from cpc_tf import config as config_lib
 from cpc_tf import encoder_dir
 from cpc_tf.tasks import cached_probe
 from cpc_tf.tasks import classification
+from cpc_tf.tasks import common
 from cpc_tf.tasks import configs
-from helpers import REPO
+from helpers import REPO, TINY
 
 SMALL = dict(train_split="train[:80]", test_split="test[:32]")
 
@@ -71,12 +72,25 @@ def test_supervised_baseline_keeps_its_encoder(pretrained, tmp_path):
   saved = config_lib.load_config(saved_dir)
   assert (saved.encoder_width, saved.encoder_blocks, saved.norm) == (
       8, (1,), "batch")
+  # Beside it, what trained it: this supervised run, not CPC pretraining.
+  trained_by = encoder_dir.trained_by(saved_dir)
+  assert trained_by["mode"] == "supervised"
+  assert (trained_by["pixel_width"], trained_by["train_steps"]) == (8, 2)
   encoder = encoder_dir.restore(saved)
   moving_means = [w for w in encoder.weights if "moving_mean" in w.path]
   assert moving_means and any(np.any(w.numpy() != 0) for w in moving_means)
   with pytest.raises(config_lib.ConfigError, match="already holds an encoder"):
     dataclasses.replace(configs.SupervisedConfig(model_dir=config.model_dir),
                         save_encoder=saved_dir).validate()
+
+
+def test_record_names_what_trained_a_saved_encoder(tmp_path):
+  config = configs.ProbeConfig(model_dir=str(tmp_path))
+  assert "encoder_trained_by" not in common.record(config, TINY, top1=0.5)
+  (tmp_path / encoder_dir.TRAINED_BY_FILE).write_text('{"mode": "supervised"}')
+  record = common.record(config, TINY, top1=0.5)
+  assert record["encoder_trained_by"] == {"mode": "supervised"}
+  assert record["top1"] == 0.5 and record["mode"] == "probe"
 
 
 def test_baselines_without_a_model_dir(tmp_path):

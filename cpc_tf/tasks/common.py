@@ -31,7 +31,9 @@ def labelled_data(config, pretrained: config_lib.PretrainConfig):
 
 def record(config, pretrained: config_lib.PretrainConfig, **metrics) -> dict:
   """A result record: the mode, its settings, the encoder's pretraining
-  config and the metrics."""
+  config, what trained_by.json says of a saved encoder and the metrics."""
+  trained_by = config.model_dir and encoder_dir.trained_by(config.model_dir)
   return {"mode": config.MODE, **dataclasses.asdict(config), **metrics,
-          "pretrain_config": dataclasses.asdict(pretrained)}
+          "pretrain_config": dataclasses.asdict(pretrained),
+          **({"encoder_trained_by": trained_by} if trained_by else {})}
 

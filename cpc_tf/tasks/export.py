@@ -23,5 +23,8 @@ def run(config: configs.ExportConfig) -> dict:
     step = int(checkpoints.latest(pretrained.model_dir).rsplit("-", 1)[1])
     written.append(encoder_dir.save(
         encoder, dataclasses.replace(pretrained,
-                                     model_dir=config.save_encoder), step))
+                                     model_dir=config.save_encoder), step,
+        trained_by=encoder_dir.trained_by(pretrained.model_dir) or {
+            "mode": "pretrain", "model_dir": pretrained.model_dir,
+            "step": step}))
   return {"mode": config.MODE, "exported": written}
