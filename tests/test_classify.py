@@ -31,9 +31,10 @@ def test_saved_encoder_is_restored_as_a_model_dir(tmp_path):
   trained = encoder_lib.build_encoder(config.encoder_config, name="pixel_resnet")
   trained.set_weights([np.random.default_rng(0).normal(size=w.shape)
                        for w in trained.get_weights()])
-  encoder_dir.save(trained, config, step=7)
+  encoder_dir.save(trained, config, step=7, trained_by={"mode": "supervised"})
   loaded = config_lib.load_config(config.model_dir)
   assert loaded == config
+  assert encoder_dir.trained_by(config.model_dir) == {"mode": "supervised"}
   for a, b in zip(encoder_dir.restore(loaded).get_weights(),
                   trained.get_weights()):
     np.testing.assert_array_equal(a, b)

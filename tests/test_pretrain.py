@@ -143,7 +143,9 @@ def test_an_encoder_only_folder_is_evaluated_not_resumed(tmp_path):
                                train_steps=2)
   model = pretrain.pretrain(config)
   released = dataclasses.replace(config, model_dir=str(tmp_path / "released"))
-  encoder_dir.save(model.encoder, released, step=2)
+  encoder_dir.save(model.encoder, released, step=2,
+                   trained_by={"mode": "pretrain", "model_dir": config.model_dir,
+                               "step": 2})
   encoder_dir.restore(released)          # evaluation reads it
   with pytest.raises(config_lib.ConfigError,
                      match="holds the encoder only: it can be evaluated"):

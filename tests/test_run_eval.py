@@ -69,13 +69,13 @@ def test_an_eval_flagfile_gives_each_mode_its_own_flags(monkeypatch):
 def test_smoke_run_appends_its_record(pretrained, tfds_dir, tmp_path):
   config, _ = pretrained
   results = tmp_path / "results.jsonl"
+  # The README's first command's evaluation flagfile, shortened.
   result = run_script(
-      "run_eval.py", f"--model_dir={config.model_dir}", "--mode=linear",
-      "--train_split=train[:64]", "--test_split=test[:32]", "--batch_size=8",
-      "--train_steps=2", f"--results_file={results}",
-      env=dict(os.environ, TFDS_DATA_DIR=tfds_dir))
+      "run_eval.py", "--flagfile=flags/smoke_eval.cfg",
+      f"--model_dir={config.model_dir}", "--train_steps=2",
+      f"--results_file={results}", env=dict(os.environ, TFDS_DATA_DIR=tfds_dir))
   assert result.returncode == 0, result.stderr[-3000:]
-  assert "A.3 linear probe on cifar10 test[:32]" in result.stdout
+  assert "A.3 linear probe on cifar10 test[:256]" in result.stdout
   record = json.loads(results.read_text())
   assert record["mode"] == "linear" and record["train_steps"] == 2
   refused = run_script("run_eval.py", f"--model_dir={config.model_dir}",
