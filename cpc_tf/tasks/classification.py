@@ -109,7 +109,7 @@ def run(config) -> dict:
   if supervised and config.save_encoder:
     saved = {"saved_encoder": encoder_dir.save(
         model.encoder, model_config, config.train_steps,
-        trained_by={"mode": config.MODE, **dataclasses.asdict(config)})}
+        trained_by=common.settings(config))}
     print(f"Saved the supervised encoder to {config.save_encoder}", flush=True)
   fine_tune_steps = 0
   if isinstance(config, configs.FineTuning) and config.fine_tune:

@@ -29,11 +29,17 @@ def labelled_data(config, pretrained: config_lib.PretrainConfig):
   return dataset, data_dir, train_source
 
 
+def settings(config) -> dict:
+  """An evaluation's mode and settings, as records and trained_by.json hold
+  them."""
+  return {"mode": config.MODE, **dataclasses.asdict(config)}
+
+
 def record(config, pretrained: config_lib.PretrainConfig, **metrics) -> dict:
   """A result record: the mode, its settings, the encoder's pretraining
   config, what trained_by.json says of a saved encoder and the metrics."""
   trained_by = config.model_dir and encoder_dir.trained_by(config.model_dir)
-  return {"mode": config.MODE, **dataclasses.asdict(config), **metrics,
+  return {**settings(config), **metrics,
           "pretrain_config": dataclasses.asdict(pretrained),
           **({"encoder_trained_by": trained_by} if trained_by else {})}
 
