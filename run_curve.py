@@ -47,7 +47,7 @@ flags.DEFINE_string("eval_flagfile", None, "run_eval.py flags shared by the "
                     "runs (steps, batch size, head and pixel ResNet sizes, "
                     "...), one per line; each run gets those of its mode.")
 flags.DEFINE_float("validation_fraction", 0.1, "Held out of each class for "
-                   "validation (early stopping when fine-tuning).")
+                   "validation (early stopping of every method).")
 flags.mark_flag_as_required("model_dir")
 
 FLAGS = flags.FLAGS

@@ -31,9 +31,9 @@ import tensorflow as tf
 from absl import app
 from absl import flags
 
-import run_pretrain  # defines the pretraining flags the cases set
 from bench.machine import cpu_info
 from cpc_tf import pretrain
+from cpc_tf import pretrain_flags
 from cpc_tf import small_conv
 from tensorflow.python.util import _pywrap_util_port  # pylint: disable=g-direct-tensorflow-import
 
@@ -85,6 +85,8 @@ VARIANTS = {
 }
 MEMORY_BUDGET_MB = 8192
 
+# The pretraining flags, which the cases set.
+pretrain_flags.define_flags()
 flags.DEFINE_list("cases", list(CASES), f"Configurations, from {list(CASES)}.")
 flags.DEFINE_list("variants", list(VARIANTS), f"Settings, from {list(VARIANTS)}.")
 flags.DEFINE_integer("steps", 5, "Timed steps per configuration.")
@@ -220,7 +222,7 @@ class StepEnds(keras.callbacks.Callback):
 
 def measure(case: str, steps: int, warmup: int) -> dict:
   """Images/s, patches/s and peak RSS of `steps` training steps."""
-  config = run_pretrain.config_from_flags()
+  config = pretrain_flags.config_from_flags()
   config.validate()
   grid = config.grid
   model = pretrain.build_model(config)

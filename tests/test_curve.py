@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+from absl import flags
 import pytest
 import tensorflow as tf
 
@@ -60,7 +61,8 @@ def test_changed_settings_never_reuse_finished_runs():
       curve.check_settings(out_dir, {**settings, name: value})
 
 
-def test_run_curve_writes_table_and_plot_and_resumes(tmp_path, tfds_dir):
+def test_run_curve_writes_table_and_plot_and_resumes(tmp_path, tfds_dir,
+                                                     monkeypatch, capsys):
   model_dir = str(tmp_path / "pretrained")
   pretrain.pretrain(tiny_config(encoder_blocks=(1,), batch_size=4,
                                 model_dir=model_dir))
@@ -85,15 +87,25 @@ def test_run_curve_writes_table_and_plot_and_resumes(tmp_path, tfds_dir):
   runs = (out_dir / "results.jsonl").read_text().splitlines()
   assert len(runs) == 2
 
-  again = subprocess.run(command, cwd=REPO, env=env, capture_output=True,
-                         text=True, timeout=600)
-  assert again.returncode == 0, again.stderr[-3000:]
-  assert again.stdout.count("done already") == 2
+  # The same command again, in-process: every run is skipped.
+  monkeypatch.setenv("TFDS_DATA_DIR", tfds_dir)
+  monkeypatch.chdir(REPO)
+  run_curve_main(command[1:], monkeypatch)
+  assert capsys.readouterr().out.count("done already") == 2
   assert len((out_dir / "results.jsonl").read_text().splitlines()) == 2
 
   eval_flags.write_text(eval_flags.read_text() + "--train_steps=7\n")
-  changed = subprocess.run(command, cwd=REPO, env=env, capture_output=True,
-                           text=True, timeout=600)
-  assert changed.returncode != 0
-  assert "other evaluation settings (eval_flagfile differ" in changed.stderr
-  assert "Traceback" not in changed.stderr
+  with pytest.raises(SystemExit,
+                     match=r"other evaluation settings \(eval_flagfile differ"):
+    run_curve_main(command[1:], monkeypatch)
+
+
+def run_curve_main(argv, monkeypatch):
+  """run_curve.py's main on argv, its flags parsed anew and reset after."""
+  monkeypatch.syspath_prepend(REPO)
+  import run_curve  # pylint: disable=g-import-not-at-top
+  flags.FLAGS(argv)
+  try:
+    run_curve.main(argv[:1])
+  finally:
+    flags.FLAGS.unparse_flags()

@@ -58,8 +58,9 @@ def test_an_eval_flagfile_gives_each_mode_its_own_flags(monkeypatch):
   supervised = configs.mode_args("supervised", text)
   assert "--head_blocks=2" in efficient and "--pixel_width=32" in supervised
   assert not any(arg.startswith("--pixel") for arg in efficient)
-  assert not any(arg.startswith(("--head", "--fine_tune", "--patience"))
+  assert not any(arg.startswith(("--head", "--fine_tune"))
                  for arg in supervised)
+  assert "--patience=2" in efficient and "--patience=2" in supervised
   assert efficient[-1] == supervised[-1] == "--train_steps=300"
   assert configs.mode_args("efficient", "--nofine_tune") == ["--nofine_tune"]
   with pytest.raises(ValueError, match="'--train_stpes=3' is not a run_eval"):

@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 
+from cpc_tf import classify
 from cpc_tf import config as config_lib
 from cpc_tf import encoder_dir
 from cpc_tf.tasks import cached_probe
@@ -20,6 +21,22 @@ SMALL = dict(train_split="train[:80]", test_split="test[:32]")
 
 def check_accuracies(record):
   assert 0.0 <= record["test_top1"] <= record["test_top5"] <= 1.0
+
+
+@pytest.fixture
+def early_stops(monkeypatch):
+  """(max_steps, eval_every, patience) of each early-stopped training."""
+  calls = []
+  train = classify.train_with_early_stopping
+
+  def spy(model, train_data, held_out, max_steps, eval_every, patience,
+          callbacks=()):
+    calls.append((max_steps, eval_every, patience))
+    return train(model, train_data, held_out, max_steps, eval_every,
+                 patience, callbacks)
+
+  monkeypatch.setattr(classify, "train_with_early_stopping", spy)
+  return calls
 
 
 def test_linear_probe_with_early_stopping(pretrained):
@@ -45,27 +62,33 @@ def test_cached_probe_of_a_random_encoder(pretrained):
   check_accuracies(record)
 
 
-def test_efficient_classifier_fine_tuned(pretrained):
+def test_efficient_classifier_fine_tuned(pretrained, early_stops):
   config, _ = pretrained
   record = classification.run(configs.EfficientConfig(
       model_dir=config.model_dir, batch_size=8, train_steps=2,
       label_fraction=0.5, head_blocks=1, head_width=16, head_bottleneck=8,
       fine_tune=True, fine_tune_steps=4, eval_every=2,
       validation_fraction=0.2, **SMALL))
+  # Both stages stop early on the validation part: the fixed-encoder head,
+  # then encoder and head together.
+  assert early_stops == [(2, 2, 3), (4, 2, 3)] and record["steps"] == 2
   assert record["mode"] == "efficient" and record["train_examples"] < 80
   assert record["fine_tune"] and record["fine_tune_steps"] in (2, 4)
   assert "validation_top1" in record and record["patch_augment"]
   check_accuracies(record)
 
 
-def test_supervised_baseline_keeps_its_encoder(pretrained, tmp_path):
+def test_supervised_baseline_keeps_its_encoder(pretrained, tmp_path,
+                                               early_stops):
   config, _ = pretrained
   saved_dir = str(tmp_path / "supervised_encoder")
   record = classification.run(configs.SupervisedConfig(
       model_dir=config.model_dir, batch_size=8, train_steps=2,
-      label_fraction=0.5, pixel_blocks=(1,), pixel_width=8, dropout=0.5,
+      label_fraction=0.5, validation_fraction=0.25, eval_every=1, patience=1,
+      pixel_blocks=(1,), pixel_width=8, dropout=0.5,
       patch_augment=False, save_encoder=saved_dir, **SMALL))
   assert record["mode"] == "supervised" and not record["patch_augment"]
+  assert early_stops == [(2, 1, 1)] and record["steps"] in (1, 2)
   check_accuracies(record)
   # The trained pixel ResNet, as a model_dir the other modes can read.
   assert record["saved_encoder"].startswith(saved_dir)
@@ -130,6 +153,9 @@ def test_baselines_without_a_model_dir(tmp_path):
                          probe_penalties=(0.1, -1.0)), "--probe_penalties"),
     (configs.LinearConfig(model_dir="m", validation_fraction=0.1,
                           eval_every=20, train_steps=10),
+     r"--eval_every \(20\) is more than --train_steps"),
+    (configs.SupervisedConfig(model_dir="m", validation_fraction=0.1,
+                              eval_every=20, train_steps=10),
      r"--eval_every \(20\) is more than --train_steps"),
     (configs.LinearConfig(), "--model_dir is required"),
     (configs.SupervisedConfig(model_dir="m", dropout=1.0), "--dropout"),

@@ -98,7 +98,7 @@ def run(config) -> dict:
     classify.use_clean_statistics(
         model, labelled(config.train_split, False, train_indices).take(
             -(-NORM_STATISTICS_IMAGES // config.batch_size)))
-  if config.MODE == "linear" and held_out is not None:
+  if held_out is not None:
     steps = classify.train_with_early_stopping(
         model, train, held_out, config.train_steps, config.eval_every,
         config.patience)

@@ -154,16 +154,22 @@ class PatchAugmentation(_Checked):
 
 @dataclasses.dataclass(frozen=True)
 class EarlyStopping(_Checked):
+  """With --validation_fraction, training (and --fine_tune) runs in rounds
+  of eval_every steps and stops early on the validation part."""
   eval_every: int = setting(
-      100, "--fine_tune, and linear mode with --validation_fraction: steps "
-      "between validations for early stopping.")
+      100, "With --validation_fraction: steps between validations for "
+      "early stopping (training, and --fine_tune).")
   patience: int = setting(
-      3, "--fine_tune, and linear mode with --validation_fraction: "
-      "validations without improvement before stopping; the best weights "
-      "are kept.")
+      3, "With --validation_fraction: validations without improvement "
+      "before stopping; the best weights are kept.")
 
   def problems(self):
-    return super().problems() + _at_least_one(self, "eval_every", "patience")
+    found = super().problems() + _at_least_one(self, "eval_every", "patience")
+    if self.validation_fraction > 0 and self.eval_every > self.train_steps:
+      found.append(f"--eval_every ({self.eval_every}) is more than "
+                   f"--train_steps ({self.train_steps}): no validation would "
+                   "happen")
+    return found
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,14 +222,6 @@ class LinearConfig(EncoderOrSpec, RandomInit, Labels, Training,
   """The A.3 linear probe: batch norm without scale, a 1x1 conv, the
   spatial mean of the logits; the encoder fixed."""
   MODE: ClassVar[str] = "linear"
-
-  def problems(self):
-    found = super().problems()
-    if self.validation_fraction > 0 and self.eval_every > self.train_steps:
-      found.append(f"--eval_every ({self.eval_every}) is more than "
-                   f"--train_steps ({self.train_steps}): no validation would "
-                   "happen")
-    return found
 
 
 @dataclasses.dataclass(frozen=True)
@@ -288,7 +286,7 @@ class EfficientConfig(EncoderOrSpec, RandomInit, Labels, Training,
 
 @dataclasses.dataclass(frozen=True)
 class SupervisedConfig(EncoderOrSpec, Labels, Training, PatchAugmentation,
-                       Dropout, SaveEncoder):
+                       EarlyStopping, Dropout, SaveEncoder):
   """The A.4 baseline: a ResNet v2 on pixels, trained from scratch on the
   same subsets and augmentation (--model_dir gives data and augmentation)."""
   MODE: ClassVar[str] = "supervised"
