@@ -108,7 +108,7 @@ def run(config) -> dict:
   saved = {}
   if supervised and config.save_encoder:
     saved = {"saved_encoder": encoder_dir.save(
-        model.encoder, model_config, config.train_steps,
+        model.encoder, model_config, steps,
         trained_by=common.settings(config))}
     print(f"Saved the supervised encoder to {config.save_encoder}", flush=True)
   fine_tune_steps = 0
