@@ -42,7 +42,8 @@ flags.DEFINE_list("fractions", ["0.01", "0.1", "1.0"], "Label fractions.")
 flags.DEFINE_list("seeds", ["0", "1"], "Seeds: each draws its own subsets "
                   "and initialisation.")
 flags.DEFINE_list("methods", ["cpc_fixed", "cpc_fine_tuned", "supervised"],
-                  f"Any of {list(curve.METHODS)}.")
+                  f"Any of {list(curve.METHODS)} (the *_probe methods are "
+                  "the cached linear probe's rows).")
 flags.DEFINE_string("eval_flagfile", None, "run_eval.py flags shared by the "
                     "runs (steps, batch size, head and pixel ResNet sizes, "
                     "...), one per line; each run gets those of its mode.")

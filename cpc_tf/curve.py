@@ -16,12 +16,31 @@ METHODS = {
     "cpc_fine_tuned": ["--mode=efficient", "--fine_tune"],
     "random_fixed": ["--mode=efficient", "--random_init"],
     "supervised": ["--mode=supervised"],
+    # The cached linear probe (A.3's head on the mean latent) of the same
+    # subsets: the linear rows beside the ResNet heads.
+    "cpc_probe": ["--mode=probe"],
+    "random_probe": ["--mode=probe", "--random_init"],
+    "pixels_probe": ["--mode=probe", "--probe_features=pixels"],
 }
 LABELS = {
     "cpc_fixed": "ResNet on CPC features (fixed)",
     "cpc_fine_tuned": "ResNet on CPC features (fine-tuned)",
     "random_fixed": "ResNet on a random encoder (fixed)",
     "supervised": "Supervised ResNet on pixels",
+    "cpc_probe": "Linear probe on CPC features",
+    "random_probe": "Linear probe on a random encoder",
+    "pixels_probe": "Linear probe on pixels",
+}
+# Plot style: a colour per input (CPC features, random encoder, pixels); the
+# ResNet heads solid with circles, the linear probes dashed with squares.
+STYLES = {
+    "cpc_fixed": ("tab:blue", "-", "o"),
+    "cpc_fine_tuned": ("tab:purple", "-", "o"),
+    "random_fixed": ("tab:orange", "-", "o"),
+    "supervised": ("tab:green", "-", "o"),
+    "cpc_probe": ("tab:blue", "--", "s"),
+    "random_probe": ("tab:orange", "--", "s"),
+    "pixels_probe": ("tab:green", "--", "s"),
 }
 
 
@@ -35,6 +54,10 @@ def method_of(record: dict) -> str:
   """Which METHODS entry produced a run_eval.py record."""
   if record["mode"] == "supervised":
     return "supervised"
+  if record["mode"] == "probe":
+    if record.get("probe_features") == "pixels":
+      return "pixels_probe"
+    return "random_probe" if record.get("random_init") else "cpc_probe"
   if record.get("random_init"):
     return "random_fixed"
   return "cpc_fine_tuned" if record.get("fine_tune") else "cpc_fixed"
@@ -113,13 +136,15 @@ def plot(summary: Summary, metric: str = "test_top1") -> bytes:
     fractions = sorted(summary[method])
     means = [100 * summary[method][f][0] for f in fractions]
     stds = [100 * summary[method][f][1] for f in fractions]
-    axes.errorbar([100 * f for f in fractions], means, yerr=stds, marker="o",
-                  capsize=3, label=LABELS[method])
+    colour, line, marker = STYLES[method]
+    axes.errorbar([100 * f for f in fractions], means, yerr=stds,
+                  color=colour, linestyle=line, marker=marker, capsize=3,
+                  label=LABELS[method])
   axes.set_xscale("log")
   axes.set_xlabel("% of labelled training images")
   axes.set_ylabel(f"{metric} (%)")
   axes.grid(True, which="both", alpha=0.3)
-  axes.legend()
+  axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1))
   buffer = io.BytesIO()
   figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
   pyplot.close(figure)

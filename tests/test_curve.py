@@ -24,6 +24,9 @@ def test_summary_and_table_from_known_records():
       record("efficient", 0.01, 0, 0.70, fine_tune=True),
       record("efficient", 0.01, 0, 0.10, random_init=True),
       record("supervised", 0.01, 0, 0.20), record("supervised", 1.0, 0, 0.90),
+      record("probe", 0.01, 0, 0.40, probe_features="encoder", random_init=False),
+      record("probe", 0.01, 0, 0.30, probe_features="encoder", random_init=True),
+      record("probe", 0.01, 0, 0.25, probe_features="pixels", random_init=False),
   ]
   summary = curve.summarise(records)
   assert summary["cpc_fixed"][0.01] == pytest.approx((0.55, 0.05, 2))
@@ -32,11 +35,15 @@ def test_summary_and_table_from_known_records():
   assert curve.done(records) == {
       ("cpc_fixed", 0.01, 0), ("cpc_fixed", 0.01, 1),
       ("cpc_fine_tuned", 0.01, 0), ("random_fixed", 0.01, 0),
-      ("supervised", 0.01, 0), ("supervised", 1.0, 0)}
+      ("supervised", 0.01, 0), ("supervised", 1.0, 0),
+      ("cpc_probe", 0.01, 0), ("random_probe", 0.01, 0),
+      ("pixels_probe", 0.01, 0)}
   table = curve.markdown_table(summary)
   assert "| 1% labels | 100% labels |" in table
   assert "| ResNet on CPC features (fixed) | 55.0 ± 5.0 (2) | – |" in table
   assert "| Supervised ResNet on pixels | 20.0 ± 0.0 (1) | 90.0 ± 0.0 (1) |" in table
+  assert "| Linear probe on a random encoder | 30.0 ± 0.0 (1) | – |" in table
+  assert "| Linear probe on pixels | 25.0 ± 0.0 (1) | – |" in table
   assert curve.plot(summary).startswith(b"\x89PNG")
 
 
@@ -74,25 +81,26 @@ def test_run_curve_writes_table_and_plot_and_resumes(tmp_path, tfds_dir,
   command = [sys.executable, os.path.join(REPO, "run_curve.py"),
              f"--model_dir={model_dir}", f"--out_dir={out_dir}",
              f"--eval_flagfile={eval_flags}", "--fractions=0.5", "--seeds=0",
-             "--validation_fraction=0.2", "--methods=cpc_fixed,supervised"]
+             "--validation_fraction=0.2",
+             "--methods=cpc_fixed,supervised,cpc_probe"]
   env = dict(os.environ, TFDS_DATA_DIR=tfds_dir)
   first = subprocess.run(command, cwd=REPO, env=env, capture_output=True,
                          text=True, timeout=600)
   assert first.returncode == 0, first.stderr[-3000:]
   table = (out_dir / "curve.md").read_text()
-  for method in ("cpc_fixed", "supervised"):
+  for method in ("cpc_fixed", "supervised", "cpc_probe"):
     assert f"| {curve.LABELS[method]} | " in table
   assert (out_dir / "curve.png").read_bytes().startswith(b"\x89PNG")
   assert f"Plot: {out_dir / 'curve.png'}" in first.stdout
   runs = (out_dir / "results.jsonl").read_text().splitlines()
-  assert len(runs) == 2
+  assert len(runs) == 3
 
   # The same command again, in-process: every run is skipped.
   monkeypatch.setenv("TFDS_DATA_DIR", tfds_dir)
   monkeypatch.chdir(REPO)
   run_curve_main(command[1:], monkeypatch)
-  assert capsys.readouterr().out.count("done already") == 2
-  assert len((out_dir / "results.jsonl").read_text().splitlines()) == 2
+  assert capsys.readouterr().out.count("done already") == 3
+  assert len((out_dir / "results.jsonl").read_text().splitlines()) == 3
 
   eval_flags.write_text(eval_flags.read_text() + "--train_steps=7\n")
   with pytest.raises(SystemExit,
