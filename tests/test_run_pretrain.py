@@ -129,7 +129,8 @@ def test_missing_data_dir_and_split(tmp_path, tfds_dir):
 
 
 @pytest.mark.parametrize("flagfile", ["smoke.cfg", "cifar10_cpu.cfg",
-                                      "cifar10_cpu_session.cfg", "fruit_cpu.cfg"])
+                                      "cifar10_cpu_session.cfg",
+                                      "cifar10_cpu_grid4.cfg", "fruit_cpu.cfg"])
 def test_pretraining_flagfiles_give_valid_configs(flagfile, monkeypatch):
   monkeypatch.chdir(REPO)   # flagfiles name the flagfiles they build on from here
   # run_pretrain.py's flags, parsed and validated (model_dir left unset).
@@ -139,3 +140,8 @@ def test_pretraining_flagfiles_give_valid_configs(flagfile, monkeypatch):
     assert (config.grid.grid_size, config.encoder_width) == (5, 32)
     assert (config.color_drop, config.pa_color, config.small_map_matmul) == (
         0.5, False, False)
+  if flagfile == "cifar10_cpu_grid4.cfg":
+    # The session recipe on a non-overlapping 4x4 grid, offsets 1 and 2.
+    assert (config.grid.grid_size, config.patch_stride) == (4, 8)
+    assert (config.steps_to_ignore, config.steps_to_predict) == (0, 2)
+    assert (config.color_drop, config.encoder_width) == (0.5, 32)

@@ -62,6 +62,29 @@ def test_cached_probe_of_a_random_encoder(pretrained):
   check_accuracies(record)
 
 
+def test_cached_probe_at_another_stride(pretrained, monkeypatch):
+  """--probe_stride averages the latents of a denser grid of the same
+  patches; a stride that does not tile the image is refused by name."""
+  config, _ = pretrained
+  grids = []
+  dataset = cached_probe.data.classification_dataset
+
+  def spy(name, split, data_dir, grid, *args, **kwargs):
+    grids.append(grid)
+    return dataset(name, split, data_dir, grid, *args, **kwargs)
+
+  monkeypatch.setattr(cached_probe.data, "classification_dataset", spy)
+  record = cached_probe.run(configs.ProbeConfig(
+      model_dir=config.model_dir, validation_fraction=0.25, probe_stride=2,
+      probe_steps=5, probe_penalties=(0.0,), **SMALL))
+  assert record["probe_stride"] == 2
+  assert {(g.patch_size, g.stride, g.grid_size) for g in grids} == {(8, 2, 5)}
+  with pytest.raises(config_lib.ConfigError, match="--probe_stride=3"):
+    cached_probe.run(configs.ProbeConfig(
+        model_dir=config.model_dir, validation_fraction=0.25, probe_stride=3,
+        **SMALL))
+
+
 def test_efficient_classifier_fine_tuned(pretrained, early_stops):
   config, _ = pretrained
   record = classification.run(configs.EfficientConfig(
@@ -151,6 +174,11 @@ def test_baselines_without_a_model_dir(tmp_path):
      "--random_init is for --probe_features=encoder"),
     (configs.ProbeConfig(model_dir="m", validation_fraction=0.1,
                          probe_penalties=(0.1, -1.0)), "--probe_penalties"),
+    (configs.ProbeConfig(model_dir="m", validation_fraction=0.1,
+                         probe_stride=0), "--probe_stride must be at least 1"),
+    (configs.ProbeConfig(model_dir="m", validation_fraction=0.1,
+                         probe_stride=2, probe_features="pixels"),
+     "--probe_stride is for --probe_features=encoder"),
     (configs.LinearConfig(model_dir="m", validation_fraction=0.1,
                           eval_every=20, train_steps=10),
      r"--eval_every \(20\) is more than --train_steps"),

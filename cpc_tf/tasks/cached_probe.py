@@ -3,10 +3,13 @@ encoded once, A.3's head (with fixed statistics a linear map of the
 standardised mean latent) fitted to convergence for each penalty; the
 penalty with the best held-out top-1 is reported. Minutes, not hours."""
 
+import dataclasses
+
 import keras
 
 from cpc_tf import checkpoints
 from cpc_tf import classify
+from cpc_tf import config as config_lib
 from cpc_tf import data
 from cpc_tf import encoder_dir
 from cpc_tf import probe
@@ -17,6 +20,17 @@ from cpc_tf.tasks import configs
 
 # Images per batch when encoding features.
 BATCH = 128
+
+
+def grid_at_stride(grid: data.PatchGrid, stride: int) -> data.PatchGrid:
+  """The pretraining grid's patches at another stride, checked to tile the
+  image before any encoding starts."""
+  grid = dataclasses.replace(grid, stride=stride)
+  try:
+    grid.grid_size
+  except ValueError as error:
+    raise config_lib.ConfigError(f"--probe_stride={stride}: {error}") from None
+  return grid
 
 
 def run(config: configs.ProbeConfig) -> dict:
@@ -35,6 +49,8 @@ def run(config: configs.ProbeConfig) -> dict:
     cells = probe.pixel_cells
   else:
     grid = pretrained.grid
+    if config.probe_stride:
+      grid = grid_at_stride(grid, config.probe_stride)
     cells = probe.latent_cells(encoder_dir.restore(pretrained,
                                                         config.random_init))
 

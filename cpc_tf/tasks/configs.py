@@ -239,6 +239,11 @@ class ProbeConfig(EncoderOrSpec, RandomInit, Labels):
   probe_steps: int = setting(
       500, "Full-batch Adam steps per fit (the record holds the final "
       "gradient norm).")
+  probe_stride: Optional[int] = setting(
+      None, "Patch stride of the evaluation view the encoder's latents are "
+      "averaged over (default: the pretraining stride). A smaller stride "
+      "encodes a denser grid of the same patches: more latents per image, "
+      "encoding time growing with the grid's area.")
 
   def uses_weights(self):
     return self.probe_features == "encoder" and not self.random_init
@@ -250,6 +255,10 @@ class ProbeConfig(EncoderOrSpec, RandomInit, Labels):
                    "--validation_fraction")
     if self.random_init and self.probe_features == "pixels":
       found.append("--random_init is for --probe_features=encoder")
+    if self.probe_stride is not None and self.probe_stride < 1:
+      found.append(f"--probe_stride must be at least 1, got {self.probe_stride}")
+    if self.probe_stride is not None and self.probe_features == "pixels":
+      found.append("--probe_stride is for --probe_features=encoder")
     if not self.probe_penalties or min(self.probe_penalties) < 0:
       found.append("--probe_penalties must be numbers >= 0, got "
                    f"{list(self.probe_penalties)}")
