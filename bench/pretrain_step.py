@@ -51,7 +51,7 @@ CASES = {
     "cifar10_session_grid7": ["--flagfile=flags/cifar10_cpu_session.cfg",
                               "--patch_stride=4", "--steps_to_ignore=2",
                               "--steps_to_predict=5"],
-    # The candidate of the seventh session: a non-overlapping 4x4 grid.
+    # The best CPU recipe so far: the session recipe on a non-overlapping 4x4 grid.
     "cifar10_grid4": ["--flagfile=flags/cifar10_cpu_grid4.cfg"],
     "resnet50_64px_batch4": [
         "--flagfile=flags/resnet50_imagenet.cfg", "--image_size=256",
