@@ -9,8 +9,7 @@ import pytest
 import tensorflow as tf
 
 from cpc_tf import curve
-from cpc_tf import pretrain
-from helpers import REPO, tiny_config
+from helpers import REPO
 
 
 def record(mode, fraction, seed, top1, **extra):
@@ -68,11 +67,10 @@ def test_changed_settings_never_reuse_finished_runs():
       curve.check_settings(out_dir, {**settings, name: value})
 
 
-def test_run_curve_writes_table_and_plot_and_resumes(tmp_path, tfds_dir,
-                                                     monkeypatch, capsys):
-  model_dir = str(tmp_path / "pretrained")
-  pretrain.pretrain(tiny_config(encoder_blocks=(1,), batch_size=4,
-                                model_dir=model_dir))
+def test_run_curve_writes_table_and_plot_and_resumes(pretrained, tmp_path,
+                                                     tfds_dir, monkeypatch,
+                                                     capsys):
+  model_dir = pretrained[0].model_dir
   out_dir = tmp_path / "curve"
   eval_flags = tmp_path / "eval.cfg"
   eval_flags.write_text(
@@ -82,25 +80,25 @@ def test_run_curve_writes_table_and_plot_and_resumes(tmp_path, tfds_dir,
              f"--model_dir={model_dir}", f"--out_dir={out_dir}",
              f"--eval_flagfile={eval_flags}", "--fractions=0.5", "--seeds=0",
              "--validation_fraction=0.2",
-             "--methods=cpc_fixed,supervised,cpc_probe"]
+             "--methods=cpc_fixed,cpc_probe"]
   env = dict(os.environ, TFDS_DATA_DIR=tfds_dir)
   first = subprocess.run(command, cwd=REPO, env=env, capture_output=True,
                          text=True, timeout=600)
   assert first.returncode == 0, first.stderr[-3000:]
   table = (out_dir / "curve.md").read_text()
-  for method in ("cpc_fixed", "supervised", "cpc_probe"):
+  for method in ("cpc_fixed", "cpc_probe"):
     assert f"| {curve.LABELS[method]} | " in table
   assert (out_dir / "curve.png").read_bytes().startswith(b"\x89PNG")
   assert f"Plot: {out_dir / 'curve.png'}" in first.stdout
   runs = (out_dir / "results.jsonl").read_text().splitlines()
-  assert len(runs) == 3
+  assert len(runs) == 2
 
   # The same command again, in-process: every run is skipped.
   monkeypatch.setenv("TFDS_DATA_DIR", tfds_dir)
   monkeypatch.chdir(REPO)
   run_curve_main(command[1:], monkeypatch)
-  assert capsys.readouterr().out.count("done already") == 3
-  assert len((out_dir / "results.jsonl").read_text().splitlines()) == 3
+  assert capsys.readouterr().out.count("done already") == 2
+  assert len((out_dir / "results.jsonl").read_text().splitlines()) == 2
 
   eval_flags.write_text(eval_flags.read_text() + "--train_steps=7\n")
   with pytest.raises(SystemExit,

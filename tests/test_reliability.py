@@ -1,4 +1,5 @@
-"""Preemptible runs: SIGKILL at random moments, SIGTERM, deterministic resume."""
+"""Preemptible runs: SIGKILL at random moments and mid-save, then SIGTERM;
+the resumed run ends where an uninterrupted one does."""
 
 import os
 import re
@@ -47,62 +48,68 @@ def wait_for(path, process, timeout=120):
     time.sleep(0.02)
 
 
-def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(
-    tmp_path, tfds_dir):
-  # The uninterrupted reference runs beside the killed runs.
+def wait_for_text(log_path, text, process, timeout=120):
+  deadline = time.time() + timeout
+  while text not in log_path.read_text():
+    assert process.poll() is None, "the run ended before it got there"
+    assert time.time() < deadline, f"{text!r} did not appear in {log_path}"
+    time.sleep(0.02)
+
+
+def test_sigkill_and_sigterm_then_resume_equals_uninterrupted(tmp_path, tfds_dir):
+  # The uninterrupted reference runs beside the interrupted runs.
   reference_dir = str(tmp_path / "reference")
   reference = start(reference_dir, tfds_dir, tmp_path / "reference.log")
-  model_dir = str(tmp_path / "killed")
+  model_dir = str(tmp_path / "interrupted")
   checkpoints = os.path.join(model_dir, "checkpoints")
   rng = np.random.default_rng(1)
-  # A kill at a random time (start-up included), then one the moment the
-  # index of the checkpoint three steps on appears, i.e. in the middle of
-  # saving it.
-  for attempt in range(2):
+
+  def latest_step():
     latest = tf.train.latest_checkpoint(checkpoints)
-    latest_step = int(latest.rsplit("-", 1)[1]) if latest else 0
-    run = start(model_dir, tfds_dir, tmp_path / f"killed{attempt}.log")
-    if attempt % 2 == 0:
-      # A random moment, at the latest when the checkpoint six steps on
-      # appears (so that even a fast machine never finishes the run).
-      deadline = time.time() + rng.uniform(2, 15)
-      stop_at = os.path.join(checkpoints, f"ckpt-{latest_step + 6}.index")
-      while time.time() < deadline and not os.path.exists(stop_at):
-        time.sleep(0.02)
-    else:
-      wait_for(os.path.join(checkpoints, f"ckpt-{latest_step + 3}.index"), run)
-    run.send_signal(signal.SIGKILL)
-    run.wait(timeout=60)
-  killed_at = int(tf.train.latest_checkpoint(checkpoints).rsplit("-", 1)[1])
-  # The kill mid-save of step latest + 3 leaves at least latest + 2 saved.
-  assert 2 <= killed_at < STEPS
+    return int(latest.rsplit("-", 1)[1]) if latest else 0
+
+  # A kill at a random time (start-up included), at the latest when the
+  # checkpoint six steps on appears (so that even a fast machine never
+  # finishes the run).
+  run = start(model_dir, tfds_dir, tmp_path / "killed0.log")
+  deadline = time.time() + rng.uniform(2, 15)
+  stop_at = os.path.join(checkpoints, f"ckpt-{latest_step() + 6}.index")
+  while time.time() < deadline and not os.path.exists(stop_at):
+    time.sleep(0.02)
+  run.send_signal(signal.SIGKILL)
+  run.wait(timeout=60)
+  # A kill the moment the index of the checkpoint three steps on appears,
+  # i.e. in the middle of saving it; that leaves at least two steps saved.
+  before = latest_step()
+  run = start(model_dir, tfds_dir, tmp_path / "killed1.log")
+  wait_for(os.path.join(checkpoints, f"ckpt-{before + 3}.index"), run)
+  run.send_signal(signal.SIGKILL)
+  run.wait(timeout=60)
+  assert before + 2 <= latest_step() < STEPS
+
+  # SIGTERM (preemption) with no checkpoint on the schedule: the run saves
+  # the step it stopped at and exits cleanly.
+  before = latest_step()
+  run = start(model_dir, tfds_dir, tmp_path / "sigterm.log",
+              "--checkpoint_every=100000")
+  # Keras prints its second epoch's header after log_every (5) steps.
+  wait_for_text(tmp_path / "sigterm.log", "Epoch 2/", run)
+  run.send_signal(signal.SIGTERM)
+  assert run.wait(timeout=120) == 0, (tmp_path / "sigterm.log").read_text()[-3000:]
+  log = (tmp_path / "sigterm.log").read_text()
+  saved = re.search(r"SIGTERM received: saved step (\d+)", log)
+  assert saved, log[-3000:]
+  stopped_at = int(saved.group(1))
+  assert before < stopped_at < STEPS and latest_step() == stopped_at
   assert reference.wait(timeout=600) == 0, (tmp_path / "reference.log").read_text()[-3000:]
 
   final = start(model_dir, tfds_dir, tmp_path / "final.log")
   assert final.wait(timeout=600) == 0, (tmp_path / "final.log").read_text()[-3000:]
   resumed = re.search(r"Resumed from step (\d+)", (tmp_path / "final.log").read_text())
-  assert resumed and int(resumed.group(1)) == killed_at
-  assert tf.train.latest_checkpoint(checkpoints).endswith(f"ckpt-{STEPS}")
+  assert resumed and int(resumed.group(1)) == stopped_at
+  assert latest_step() == STEPS
 
   expected, actual = checkpoint_values(reference_dir), checkpoint_values(model_dir)
   assert expected.keys() == actual.keys() and len(expected) > 50
   for name, value in expected.items():
     np.testing.assert_array_equal(actual[name], value, err_msg=name)
-
-
-def test_sigterm_saves_the_step_it_stopped_at_and_exits_cleanly(tmp_path, tfds_dir):
-  model_dir = str(tmp_path / "run")
-  run = start(model_dir, tfds_dir, tmp_path / "run.log", "--train_steps=100000",
-              "--checkpoint_every=100000")
-  # The summary writer is created just before training starts.
-  wait_for(os.path.join(model_dir, "train"), run)
-  time.sleep(3)
-  run.send_signal(signal.SIGTERM)
-  assert run.wait(timeout=120) == 0
-  log = (tmp_path / "run.log").read_text()
-  saved = re.search(r"SIGTERM received: saved step (\d+)", log)
-  assert saved, log[-3000:]
-  step = int(saved.group(1))
-  assert 0 < step < 100000
-  latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-  assert latest.endswith(f"ckpt-{step}")
