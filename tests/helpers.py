@@ -30,12 +30,24 @@ def tiny_config(**changes) -> config_lib.PretrainConfig:
   return dataclasses.replace(TINY, **changes)
 
 
+def start_script(script: str, *args, env=None) -> subprocess.Popen:
+  """Starts one of the repository's scripts in a fresh interpreter from the
+  repository root, text output captured (finish it with communicate())."""
+  return subprocess.Popen([sys.executable, os.path.join(REPO, script), *args],
+                          cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+
+
 def run_script(script: str, *args, env=None, timeout=600):
-  """Runs one of the repository's scripts in a fresh interpreter from the
-  repository root; returns the CompletedProcess (text output captured)."""
-  return subprocess.run([sys.executable, os.path.join(REPO, script), *args],
-                        cwd=REPO, env=env, capture_output=True, text=True,
-                        timeout=timeout)
+  """start_script, waited for: returns the CompletedProcess."""
+  process = start_script(script, *args, env=env)
+  try:
+    stdout, stderr = process.communicate(timeout=timeout)
+  except subprocess.TimeoutExpired:
+    process.kill()
+    raise
+  return subprocess.CompletedProcess(process.args, process.returncode,
+                                     stdout, stderr)
 
 
 def voc_xml(filename, size, objects):

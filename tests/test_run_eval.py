@@ -10,7 +10,7 @@ import pytest
 from cpc_tf import config as config_lib
 from cpc_tf.tasks import configs
 from cpc_tf.tasks import eval_flags
-from helpers import REPO, run_script
+from helpers import REPO, run_script, start_script
 
 
 def parse(*args):
@@ -70,6 +70,9 @@ def test_an_eval_flagfile_gives_each_mode_its_own_flags(monkeypatch):
 def test_smoke_run_appends_its_record(pretrained, tfds_dir, tmp_path):
   config, _ = pretrained
   results = tmp_path / "results.jsonl"
+  # A refused flag, checked beside the run (start-up is most of both).
+  refused = start_script("run_eval.py", f"--model_dir={config.model_dir}",
+                         "--mode=linear", "--dropout=0.1")
   # The README's first command's evaluation flagfile, shortened.
   result = run_script(
       "run_eval.py", "--flagfile=flags/smoke_eval.cfg",
@@ -79,7 +82,6 @@ def test_smoke_run_appends_its_record(pretrained, tfds_dir, tmp_path):
   assert "A.3 linear probe on cifar10 test[:256]" in result.stdout
   record = json.loads(results.read_text())
   assert record["mode"] == "linear" and record["train_steps"] == 2
-  refused = run_script("run_eval.py", f"--model_dir={config.model_dir}",
-                       "--mode=linear", "--dropout=0.1")
-  assert refused.returncode != 0 and "Traceback" not in refused.stderr
-  assert "run_eval.py: error: --dropout does not apply" in refused.stderr
+  _, stderr = refused.communicate(timeout=600)
+  assert refused.returncode != 0 and "Traceback" not in stderr
+  assert "run_eval.py: error: --dropout does not apply" in stderr
