@@ -30,24 +30,25 @@ def tiny_config(**changes) -> config_lib.PretrainConfig:
   return dataclasses.replace(TINY, **changes)
 
 
+def script_command(script: str, *args):
+  """The command running one of the repository's scripts in a fresh
+  interpreter."""
+  return [sys.executable, os.path.join(REPO, script), *args]
+
+
 def start_script(script: str, *args, env=None) -> subprocess.Popen:
-  """Starts one of the repository's scripts in a fresh interpreter from the
-  repository root, text output captured (finish it with communicate())."""
-  return subprocess.Popen([sys.executable, os.path.join(REPO, script), *args],
-                          cwd=REPO, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
+  """Starts a script from the repository root, text output captured (finish
+  it with communicate())."""
+  return subprocess.Popen(script_command(script, *args), cwd=REPO, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
 
 
 def run_script(script: str, *args, env=None, timeout=600):
-  """start_script, waited for: returns the CompletedProcess."""
-  process = start_script(script, *args, env=env)
-  try:
-    stdout, stderr = process.communicate(timeout=timeout)
-  except subprocess.TimeoutExpired:
-    process.kill()
-    raise
-  return subprocess.CompletedProcess(process.args, process.returncode,
-                                     stdout, stderr)
+  """Runs a script from the repository root; returns the CompletedProcess
+  (text output captured)."""
+  return subprocess.run(script_command(script, *args), cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=timeout)
 
 
 def voc_xml(filename, size, objects):
