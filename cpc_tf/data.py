@@ -150,4 +150,17 @@ def classification_dataset(name: str, split: str, data_dir: Optional[str],
     augment_grids = augment_batch(augment)
     dataset = dataset.map(lambda grids, labels: (augment_grids(grids), labels),
                           num_parallel_calls=AUTOTUNE)
-  return dataset.prefetch(AUTOTUNE)
+  dataset = dataset.prefetch(AUTOTUNE)
+  return dataset if train else without_autotuning(dataset)
+
+
+def without_autotuning(dataset: tf.data.Dataset) -> tf.data.Dataset:
+  """The dataset with tf.data's autotuning off (AUTOTUNE settings then take
+  tf.data's fixed defaults).
+
+  For datasets iterated once per validation: freeing an iterator waits for
+  its autotuning thread's next wake-up, which inside Keras fit was seen to
+  take 12-50 s at the start of every validation (docs/RESULTS.md)."""
+  options = tf.data.Options()
+  options.autotune.enabled = False
+  return dataset.with_options(options)

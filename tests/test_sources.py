@@ -101,6 +101,18 @@ def test_label_subset_of_a_folder(odd_folder):
   assert labels.tolist() == [0, 1]
 
 
+def test_evaluation_datasets_run_without_autotuning(odd_folder):
+  # Freeing an autotuned iterator waits for its tuning thread: evaluation
+  # datasets get a new iterator at every validation, training ones one per fit.
+  grid = data.PatchGrid(16, 8, 8)
+  def autotuned(train):
+    dataset = data.classification_dataset(f"folder:{odd_folder}", "train",
+                                          None, grid, 2, train=train)
+    return dataset.options().autotune.enabled is not False
+  assert not autotuned(train=False)
+  assert autotuned(train=True)
+
+
 def test_tfds_label_subset_reads_the_chosen_examples(tfds_dir):
   source = sources.get_source("cifar10", "test[:40]", tfds_dir)
   labels = source.labels()
