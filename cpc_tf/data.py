@@ -160,7 +160,7 @@ def without_autotuning(dataset: tf.data.Dataset) -> tf.data.Dataset:
 
   For datasets iterated once per validation: freeing an iterator waits for
   its autotuning thread's next wake-up, which inside Keras fit was seen to
-  take 12-50 s at the start of every validation (docs/RESULTS.md)."""
+  take 12-50 s at the start of validations (docs/RESULTS.md)."""
   options = tf.data.Options()
   options.autotune.enabled = False
   return dataset.with_options(options)
