@@ -28,9 +28,11 @@ import keras
 from cpc_tf import checkpoints
 from cpc_tf import config as config_lib
 from cpc_tf import curve
+from cpc_tf import probe
 from cpc_tf import results as results_lib
 from cpc_tf import sources
 from cpc_tf import tasks
+from cpc_tf.tasks import cached_probe
 from cpc_tf.tasks import configs
 from cpc_tf.tasks import eval_flags
 
@@ -108,14 +110,17 @@ def main(argv):
     sys.exit(f"run_curve.py: error: {e}")
   results = os.path.join(out_dir, results_lib.RESULTS_FILE)
   finished = curve.done(results_lib.read(results))
-  runs = [(method, fraction, seed) for fraction in fractions for seed in seeds
-          for method in FLAGS.methods]
+  # Runs of the same features side by side, so that the probe's cache
+  # encodes each image once per encoder (random encoders differ by seed).
+  runs = [(method, fraction, seed) for method in FLAGS.methods
+          for seed in seeds for fraction in fractions]
   try:   # every run's settings checked before the first one starts
     run_configs = {run: run_config(method_args, *run, results) for run in runs}
     for config in run_configs.values():
       config.validate()
   except (config_lib.ConfigError, flags.Error) as e:
     sys.exit(f"run_curve.py: error: {e}")
+  cache = probe.FeatureCache()
   for (method, fraction, seed), config in run_configs.items():
     if (method, fraction, seed) in finished:
       print(f"[curve] {method} {fraction:g} seed {seed}: done already")
@@ -123,12 +128,13 @@ def main(argv):
     print(f"[curve] {method} with {fraction:g} of the labels, seed {seed}",
           flush=True)
     try:
-      record = tasks.RUNS[config.MODE](config)
+      record = (cached_probe.run(config, cache) if config.MODE == "probe"
+                else tasks.RUNS[config.MODE](config))
     except (config_lib.ConfigError, sources.DataError) as e:
       sys.exit(f"run_curve.py: error: the {method} run ({fraction:g} of the "
                f"labels, seed {seed}): {e}; finished runs are kept in "
                f"{results} and the same command continues from them")
-    results_lib.append(out_dir, record, results)
+    results_lib.append(out_dir, {**record, "method": method}, results)
     keras.backend.clear_session()   # each run builds its models afresh
   summary = curve.summarise(results_lib.read(results))
   table_path, plot_path = curve.write_report(out_dir, summary)

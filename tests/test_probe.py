@@ -4,6 +4,7 @@ probe's test-time statistics."""
 import dataclasses
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from cpc_tf import augment
@@ -15,9 +16,8 @@ from cpc_tf import probe
 
 
 def cells_dataset(latents, labels, batch):
-  """(cells [b, G*G, D], label) batches of a latent grid [N, G, G, D]."""
-  cells = latents.reshape(len(latents), -1, latents.shape[-1])
-  return tf.data.Dataset.from_tensor_slices((cells, labels)).batch(batch)
+  """(cells [b, G, G, D], label) batches of a latent grid [N, G, G, D]."""
+  return tf.data.Dataset.from_tensor_slices((latents, labels)).batch(batch)
 
 
 def test_cached_features_hold_means_and_cell_moments():
@@ -25,7 +25,8 @@ def test_cached_features_hold_means_and_cell_moments():
   latents = rng.normal(2.0, 3.0, size=(10, 3, 3, 5)).astype(np.float32)
   cached = probe.cache_features(tf.identity,
                                 cells_dataset(latents, np.arange(10), 4))
-  np.testing.assert_allclose(cached.means, latents.mean(axis=(1, 2)), rtol=1e-5)
+  np.testing.assert_allclose(cached.features, latents.mean(axis=(1, 2)),
+                             rtol=1e-5)
   np.testing.assert_array_equal(cached.labels, np.arange(10))
   cells = latents.reshape(-1, 5).astype(np.float64)
   np.testing.assert_allclose(cached.cell_mean, cells.mean(axis=0), rtol=1e-6)
@@ -51,7 +52,7 @@ def test_cached_probe_gives_the_a3_head_logits():
   head.get_layer("logits").set_weights([weights[None, None], bias])
 
   expected = head(latents, training=False).numpy()
-  cached_logits = (probe.standardise(cached.means, cached) @ weights
+  cached_logits = (probe.standardise(cached.features, cached) @ weights
                    + offset @ weights + bias)
   np.testing.assert_allclose(cached_logits, expected, rtol=1e-4, atol=1e-4)
 
@@ -104,8 +105,9 @@ def test_fit_probe_reports_the_penalty_best_on_validation():
     labels = np.random.default_rng(seed).integers(0, 3, n)
     means = centres[labels] + 2.0 * np.random.default_rng(seed + 1).normal(
         size=(n, 20))
+    # Cells with mean 0 and variance 1: standardising leaves the means.
     return probe.CachedFeatures(means.astype(np.float32), labels,
-                                np.zeros(20), np.full(20, float(n)), n)
+                                np.zeros((n, 20)), np.ones((n, 20)), 1)
 
   result = probe.fit_probe(features(40, 0), features(200, 5), features(200, 9),
                            3, penalties=[1.0, 1e-2, 0.0], steps=200)
@@ -117,11 +119,122 @@ def test_fit_probe_reports_the_penalty_best_on_validation():
   assert 0 <= result["test_top1"] <= result["test_top5"] <= 1
 
 
-def test_pixel_cells_are_the_flattened_image():
+def test_pixel_cells_are_the_flattened_patches():
   images = np.arange(2 * 4 * 4 * 3, dtype=np.float32).reshape(2, 1, 1, 4, 4, 3)
   cells = probe.pixel_cells(tf.constant(images)).numpy()
-  assert cells.shape == (2, 1, 48)
-  np.testing.assert_array_equal(cells[1, 0], images[1].ravel())
+  assert cells.shape == (2, 1, 1, 48)
+  np.testing.assert_array_equal(cells[1, 0, 0], images[1].ravel())
+  patches = np.arange(2 * 3 * 3 * 2 * 2 * 3, dtype=np.float32).reshape(
+      2, 3, 3, 2, 2, 3)
+  cells = probe.pixel_cells(tf.constant(patches)).numpy()
+  assert cells.shape == (2, 3, 3, 12)
+  np.testing.assert_array_equal(cells[1, 2, 0], patches[1, 2, 0].ravel())
+
+
+def test_quadrants_of_even_and_odd_grids():
+  """Even sides split in halves; on an odd side the middle row and column
+  belong to both halves, so the centre cell is in every quarter; a 1x1
+  grid's quarters are its one cell."""
+  assert probe.quadrant_bounds(4) == [(0, 2, 0, 2), (0, 2, 2, 4),
+                                      (2, 4, 0, 2), (2, 4, 2, 4)]
+  assert probe.quadrant_bounds(5) == [(0, 3, 0, 3), (0, 3, 2, 5),
+                                      (2, 5, 0, 3), (2, 5, 2, 5)]
+  assert probe.quadrant_bounds(1) == [(0, 1, 0, 1)] * 4
+  cells = np.arange(25, dtype=np.float32).reshape(1, 5, 5, 1)
+  # Top-left quarter: rows 0-2, columns 0-2 of 0..24 laid out row by row.
+  top_left = np.mean([0, 1, 2, 5, 6, 7, 10, 11, 12])
+  bottom_right = np.mean([12, 13, 14, 17, 18, 19, 22, 23, 24])
+  np.testing.assert_allclose(probe.read_out(cells, "quadrants")[0],
+                             [top_left, top_left + 2, top_left + 10,
+                              bottom_right])
+
+
+def numpy_readout(cells, readout):
+  """The readouts written out cell by cell: [N, G, G, D] -> [N, F]."""
+  n, side, _, dim = cells.shape
+  if readout == "mean":
+    return np.stack([sum(cells[i, r, c] for r in range(side)
+                         for c in range(side)) / side ** 2 for i in range(n)])
+  if readout == "grid":
+    return np.stack([np.concatenate([cells[i, r, c] for r in range(side)
+                                     for c in range(side)]) for i in range(n)])
+  # Quarters: the rows (columns) of the top (left) half are those before
+  # side / 2, the middle one of an odd side included in both halves.
+  top = [r for r in range(side) if r <= (side - 1) / 2]
+  bottom = [r for r in range(side) if r >= (side - 1) / 2]
+  features = []
+  for i in range(n):
+    quarters = [np.mean([cells[i, r, c] for r in rows for c in cols], axis=0)
+                for rows in (top, bottom) for cols in (top, bottom)]
+    features.append(np.concatenate(quarters))
+  return np.stack(features)
+
+
+@pytest.mark.parametrize("readout", probe.READOUTS)
+@pytest.mark.parametrize("side", [4, 3])
+def test_each_readout_gives_the_numpy_logits(readout, side):
+  """Pooling, A.3's standardisation with the training cells' statistics
+  and a linear map with fixed weights equal NumPy's cell by cell; so do
+  the top-1 accuracy and the cross-entropy."""
+  rng = np.random.default_rng(side)
+  dim, classes = 3, 4
+  train_cells = rng.normal(1.0, 2.0, size=(7, side, side, dim)).astype(
+      np.float32)
+  test_cells = rng.normal(0.5, 1.5, size=(5, side, side, dim)).astype(
+      np.float32)
+  labels = rng.integers(0, classes, 5)
+  train = probe.cache_features(
+      tf.identity, cells_dataset(train_cells, np.zeros(7), 3), readout)
+  test = probe.cache_features(
+      tf.identity, cells_dataset(test_cells, labels, 2), readout)
+  features = numpy_readout(test_cells.astype(np.float64), readout)
+  weights = rng.normal(size=(features.shape[1], classes))
+  bias = rng.normal(size=classes)
+
+  flat = train_cells.reshape(-1, dim).astype(np.float64)
+  mean, variance = flat.mean(axis=0), flat.var(axis=0)
+  copies = features.shape[1] // dim
+  standardised = ((features - np.tile(mean, copies))
+                  / np.sqrt(np.tile(variance, copies) + 1e-3))
+  expected = standardised @ weights + bias
+  logits = probe.standardise(test.features, train) @ weights + bias
+  np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4)
+  assert probe.accuracy(probe.standardise(test.features, train), labels,
+                        weights, bias) == np.mean(
+                            expected.argmax(axis=1) == labels)
+  shifted = expected - expected.max(axis=1, keepdims=True)
+  numpy_loss = np.mean(np.log(np.exp(shifted).sum(axis=1))
+                       - shifted[np.arange(5), labels])
+  loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+      labels, logits)).numpy()
+  assert loss == pytest.approx(numpy_loss, rel=1e-4)
+
+
+def test_feature_cache_encodes_each_image_once():
+  """Subsets of a split are served from one encoding of each image; a new
+  key (another encoder or readout) starts afresh."""
+  rng = np.random.default_rng(4)
+  cells = rng.normal(size=(10, 2, 2, 3)).astype(np.float32)
+  encoded = []
+
+  def encode(positions):
+    encoded.append(list(positions))
+    return probe.cache_features(tf.identity, cells_dataset(
+        cells[positions], positions, 4), "grid")
+
+  cache = probe.FeatureCache()
+  first = cache.get("a", "train", 10, np.array([1, 4]), encode)
+  both = cache.get("a", "train", 10, np.array([0, 1, 4, 9]), encode)
+  assert encoded == [[1, 4], [0, 9]]
+  np.testing.assert_array_equal(both.labels, [0, 1, 4, 9])
+  np.testing.assert_allclose(both.features,
+                             cells[[0, 1, 4, 9]].reshape(4, -1))
+  np.testing.assert_allclose(first.cell_mean, cells[[1, 4]].reshape(
+      -1, 3).mean(axis=0), rtol=1e-5)
+  cache.get("a", "train", 10, None, encode)
+  assert encoded[-1] == [2, 3, 5, 6, 7, 8]
+  cache.get("b", "train", 10, np.array([1]), encode)
+  assert encoded[-1] == [1]
 
 
 def test_a3_probe_tests_with_clean_latent_statistics(pretrained, tfds_dir):

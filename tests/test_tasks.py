@@ -10,6 +10,7 @@ import pytest
 from cpc_tf import classify
 from cpc_tf import config as config_lib
 from cpc_tf import encoder_dir
+from cpc_tf import probe
 from cpc_tf.tasks import cached_probe
 from cpc_tf.tasks import classification
 from cpc_tf.tasks import common
@@ -83,6 +84,47 @@ def test_cached_probe_at_another_stride(pretrained, monkeypatch):
     cached_probe.run(configs.ProbeConfig(
         model_dir=config.model_dir, validation_fraction=0.25, probe_stride=3,
         **SMALL))
+
+
+def test_cached_probe_readouts_and_the_shared_cache(pretrained, monkeypatch):
+  """Each readout's features have its size; runs that share a FeatureCache
+  encode each image once (the second fraction only the images the first
+  did not need); pixels read the encoder's patches."""
+  config, _ = pretrained
+  encoded = []
+  dataset = cached_probe.data.classification_dataset
+
+  def spy(name, split, data_dir, grid, *args, indices=None, **kwargs):
+    encoded.append((split, len(indices)))
+    return dataset(name, split, data_dir, grid, *args, indices=indices,
+                   **kwargs)
+
+  monkeypatch.setattr(cached_probe.data, "classification_dataset", spy)
+  cache = probe.FeatureCache()
+  settings = dict(model_dir=config.model_dir, validation_fraction=0.25,
+                  probe_steps=5, probe_penalties=(0.0,), **SMALL)
+  half = cached_probe.run(configs.ProbeConfig(
+      label_fraction=0.5, probe_pool="grid", **settings), cache)
+  whole = cached_probe.run(configs.ProbeConfig(
+      probe_pool="grid", **settings), cache)
+  # Of 80 training images: half of those not held out, the held-out ones,
+  # the test split, then the labelled images the first run did not use.
+  labelled = 80 - half["validation_examples"]
+  assert 0 < half["train_examples"] < labelled == whole["train_examples"]
+  assert encoded == [("train[:80]", half["train_examples"]),
+                     ("train[:80]", half["validation_examples"]),
+                     ("test[:32]", 32),
+                     ("train[:80]", labelled - half["train_examples"])]
+  side, dim = config.grid.grid_size, 64
+  assert half["feature_dim"] == whole["feature_dim"] == side * side * dim
+  assert whole["probe_pool"] == "grid"
+  quadrants = cached_probe.run(configs.ProbeConfig(
+      probe_pool="quadrants", **settings), cache)
+  assert quadrants["feature_dim"] == 4 * dim and len(encoded) == 7
+  pixels = cached_probe.run(configs.ProbeConfig(
+      probe_pool="quadrants", probe_features="pixels", **settings), cache)
+  assert pixels["feature_dim"] == 4 * 8 * 8 * 3
+  check_accuracies(pixels)
 
 
 def test_efficient_classifier_fine_tuned(pretrained, early_stops):

@@ -1,9 +1,10 @@
 """The cached linear probe: the evaluation view of every labelled image
 encoded once, A.3's head (with fixed statistics a linear map of the
-standardised mean latent) fitted to convergence for each penalty; the
-penalty with the best held-out top-1 is reported. Minutes, not hours."""
+standardised readout) fitted to convergence for each penalty; the penalty
+with the best held-out top-1 is reported. Minutes, not hours."""
 
 import dataclasses
+from typing import Optional
 
 import keras
 
@@ -33,7 +34,34 @@ def grid_at_stride(grid: data.PatchGrid, stride: int) -> data.PatchGrid:
   return grid
 
 
-def run(config: configs.ProbeConfig) -> dict:
+def evaluation_grid(config: configs.ProbeConfig, pretrained) -> data.PatchGrid:
+  """The patches the features are read from: the encoder's grid (at
+  --probe_stride), or for A.3's pixel baseline the whole image as one
+  patch (the spatial readouts of pixels read the encoder's patches)."""
+  if config.probe_features == "pixels" and config.probe_pool == "mean":
+    size = pretrained.image_size
+    return data.PatchGrid(image_size=size, patch_size=size, stride=size)
+  if config.probe_stride:
+    return grid_at_stride(pretrained.grid, config.probe_stride)
+  return pretrained.grid
+
+
+def features_key(config: configs.ProbeConfig, pretrained, grid) -> tuple:
+  """What the cached features depend on: the same key, the same features."""
+  if config.probe_features == "pixels":
+    encoder = ("pixels",)
+  elif config.random_init:
+    encoder = ("random", pretrained.encoder_config, config.seed)
+  else:
+    encoder = ("checkpoint", checkpoints.latest(pretrained.model_dir))
+  return (encoder, grid, config.probe_pool, config.dataset or
+          pretrained.dataset, config.data_dir or pretrained.data_dir)
+
+
+def run(config: configs.ProbeConfig,
+        cache: Optional[probe.FeatureCache] = None) -> dict:
+  """The probe's record; `cache` keeps the encoded splits for the next run
+  of the same features (run_curve.py, run_ladder.py)."""
   clock = classify.WallClock()
   config.validate()
   pretrained = common.pretrained(config)
@@ -42,30 +70,31 @@ def run(config: configs.ProbeConfig) -> dict:
       train_source.labels(), config.label_fraction, config.validation_fraction,
       config.seed)
   keras.utils.set_random_seed(config.seed)
-  pixels = config.probe_features == "pixels"
-  if pixels:
-    size = pretrained.image_size
-    grid = data.PatchGrid(image_size=size, patch_size=size, stride=size)
-    cells = probe.pixel_cells
-  else:
-    grid = pretrained.grid
-    if config.probe_stride:
-      grid = grid_at_stride(grid, config.probe_stride)
-    cells = probe.latent_cells(encoder_dir.restore(pretrained,
-                                                        config.random_init))
+  grid = evaluation_grid(config, pretrained)
+  cache = cache or probe.FeatureCache()
+  key = features_key(config, pretrained, grid)
+  cells = None
 
-  def cache(split, indices=None):
-    images = data.classification_dataset(
-        dataset, split, data_dir, grid, BATCH, train=False, indices=indices)
-    total = len(indices) if indices is not None else sources.get_source(
-        dataset, split, data_dir).num_examples
-    bar = keras.utils.Progbar(total, unit_name="image")
-    print(f"Encoding {total} images of {split}", flush=True)
-    return probe.cache_features(cells, images, progress=bar.update)
+  def cached(split, indices=None):
+    def encode(positions):
+      nonlocal cells
+      if cells is None:
+        cells = (probe.pixel_cells if config.probe_features == "pixels" else
+                 probe.latent_cells(encoder_dir.restore(pretrained,
+                                                        config.random_init)))
+      images = data.classification_dataset(
+          dataset, split, data_dir, grid, BATCH, train=False,
+          indices=positions)
+      bar = keras.utils.Progbar(len(positions), unit_name="image")
+      print(f"Encoding {len(positions)} images of {split}", flush=True)
+      return probe.cache_features(cells, images, config.probe_pool,
+                                  progress=bar.update)
+    size = sources.get_source(dataset, split, data_dir).num_examples
+    return cache.get(key, split, size, indices, encode)
 
-  train = cache(config.train_split, train_indices)
-  validation = cache(config.train_split, validation_indices)
-  test = cache(config.test_split)
+  train = cached(config.train_split, train_indices)
+  validation = cached(config.train_split, validation_indices)
+  test = cached(config.test_split)
   encode_seconds = clock.seconds()
   fit = probe.fit_probe(train, validation, test, train_source.num_classes,
                         config.probe_penalties, config.probe_steps)
@@ -74,9 +103,10 @@ def run(config: configs.ProbeConfig) -> dict:
       data_dir=data_dir,
       train_examples=len(train_indices),
       validation_examples=len(validation_indices),
-      feature_dim=int(train.means.shape[1]),
+      feature_dim=int(train.features.shape[1]),
       **{k: v for k, v in fit.items() if k not in ("weights", "bias")},
-      encoder_checkpoint=(None if config.random_init or pixels
+      encoder_checkpoint=(None if config.random_init or
+                          config.probe_features == "pixels"
                           else checkpoints.latest(pretrained.model_dir)),
       encode_seconds=round(encode_seconds, 1),
       wall_seconds=round(clock.seconds(), 1))

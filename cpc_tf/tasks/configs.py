@@ -233,6 +233,14 @@ class ProbeConfig(EncoderOrSpec, RandomInit, Labels):
       "encoder", "The encoder's mean latent (its checkpoint, or a random "
       "one with --random_init), or the raw pixels of the evaluation view "
       "(the baseline every encoder must beat).", choices=("encoder", "pixels"))
+  probe_pool: str = setting(
+      "mean", "How each image's grid of features is read out: mean, the "
+      "mean over all cells (A.3's head, the paper's protocol); quadrants, "
+      "the means of the grid's four quarters side by side (4 D features; "
+      "on an odd side the middle row and column belong to both halves); "
+      "grid, every cell's features (G*G*D). Pixels: mean is the whole "
+      "image, quadrants and grid read the encoder's patches of pixels.",
+      choices=probe.READOUTS)
   probe_penalties: Tuple[float, ...] = setting(
       probe.PENALTIES, "L2 penalties tried; the one with the best validation "
       "top-1 is reported.")
