@@ -86,14 +86,11 @@ def check_flags():
 
 def run_config(method_args, method, fraction, seed, results):
   """The config of one run: what run_eval.py would make of its flags."""
-  flag_values = flags.FlagValues()
-  eval_flags.define_flags(flag_values)
-  flag_values(["run_eval.py", *method_args[method], *curve.METHODS[method],
-               f"--model_dir={FLAGS.model_dir}",
-               f"--label_fraction={fraction}", f"--seed={seed}",
-               f"--validation_fraction={FLAGS.validation_fraction}",
-               f"--results_file={results}"])
-  return eval_flags.config_from_flags(flag_values)
+  return eval_flags.config_from_args([
+      *method_args[method], *curve.METHODS[method],
+      f"--model_dir={FLAGS.model_dir}", f"--label_fraction={fraction}",
+      f"--seed={seed}", f"--validation_fraction={FLAGS.validation_fraction}",
+      f"--results_file={results}"])
 
 
 def main(argv):

@@ -2,10 +2,12 @@
 labelled data of a classification evaluation, and the record of a run."""
 
 import dataclasses
+import json
 
 from cpc_tf import config as config_lib
 from cpc_tf import encoder_dir
 from cpc_tf import sources
+from cpc_tf.tasks import configs
 
 
 def pretrained(config) -> config_lib.PretrainConfig:
@@ -43,3 +45,24 @@ def record(config, pretrained: config_lib.PretrainConfig, **metrics) -> dict:
           "pretrain_config": dataclasses.asdict(pretrained),
           **({"encoder_trained_by": trained_by} if trained_by else {})}
 
+
+
+def identity(record: dict) -> str:
+  """A run's resolved settings as text: equal texts, the same run. Its
+  encoder's pretraining config (where it was written aside) and every
+  setting of its mode, a setting a record predates at its default, the
+  dataset and data directory as the run resolved them. A record of
+  run_ladder.py's pretraining (kind "ladder_pretrain") is its config."""
+  pretrain = {k: v for k, v in record["pretrain_config"].items()
+              if k != "model_dir"}
+  if "mode" not in record:
+    return json.dumps({"kind": record["kind"], "pretrain": pretrain},
+                      sort_keys=True)
+  settings = {field.name: record.get(field.name, field.default)
+              for field in dataclasses.fields(configs.CONFIGS[record["mode"]])
+              if field.name not in ("model_dir", "results_file")}
+  for name in ("dataset", "data_dir"):
+    if name in settings:
+      settings[name] = settings[name] or pretrain[name]
+  return json.dumps({"mode": record["mode"], "pretrain": pretrain,
+                     "settings": settings}, sort_keys=True)

@@ -34,3 +34,13 @@ def config_from_flags(flag_values=flags.FLAGS):
         f"--{given[0]} does not apply to --mode={mode}, which takes "
         + ", ".join(f"--{name}" for name in sorted(own)))
   return config_flags.config_from_flags(configs.CONFIGS[mode], flag_values)
+
+
+def config_from_args(args):
+  """The config run_eval.py would make of these command-line arguments
+  (--mode among them), parsed on flags of their own; raises flags.Error or
+  ConfigError as run_eval.py would report them."""
+  flag_values = flags.FlagValues()
+  define_flags(flag_values)
+  flag_values(["run_eval.py", *args])
+  return config_from_flags(flag_values)
