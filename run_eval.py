@@ -47,64 +47,38 @@ the encoder's weights and config.json as a small encoder model_dir, the
 form in which an encoder is released (docs/encoders/).
 """
 
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-# TF enables its oneDNN CPU kernels by default only where AVX-512 VNNI/BF16
-# or AMX exist; on an AVX2 Zen 3 they made the CIFAR-10 CPU step 1.44x faster
-# (bench/pretrain_step.py --onednn). TF_ENABLE_ONEDNN_OPTS=0 turns them off.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+import cpc_tf  # pylint: disable=unused-import  # TF's environment, first
 
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
-from cpc_tf import config as config_lib
-from cpc_tf import results as results_lib
-from cpc_tf import sources
-from cpc_tf import tasks
-from cpc_tf.tasks import eval_flags
+from cpc_tf.configs import command_line
+from cpc_tf.configs import pretrain as config_lib
+from cpc_tf.data import sources
+from cpc_tf.evaluation import records
+from cpc_tf.evaluation import registry
 
-eval_flags.define_flags()
+command_line.define_eval_flags()
 FLAGS = flags.FLAGS
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  command_line.show_warnings_only()
   try:
-    config = eval_flags.config_from_flags()
-    record = tasks.RUNS[FLAGS.mode](config)
+    config = command_line.eval_config_from_flags()
+    task = registry.get(config.MODE)
+    record = task.run(config)
   except (config_lib.ConfigError, sources.DataError) as e:
     sys.exit(f"run_eval.py: error: {e}")
-  if FLAGS.mode == "export":
-    print(f"Exported the encoder to {' and '.join(record['exported'])}")
+  print(task.describe(record))
+  if config.MODE == "export":
     return
-  print(describe(record))
-  path = results_lib.append(config.model_dir, record, config.results_file)
+  path = records.append(config.model_dir, record, config.results_file)
   print(f"Result appended to {path}")
-
-
-def describe(record: dict) -> str:
-  """One line: what was evaluated and its headline metric."""
-  mode = record["mode"]
-  kind = {"linear": "A.3 linear probe", "probe": "cached linear probe",
-          "efficient": "efficient classifier",
-          "supervised": "supervised pixel baseline",
-          "detection": "RetinaNet detector"}[mode]
-  if record.get("probe_features") == "pixels":
-    kind += " on raw pixels"
-  elif record.get("random_init"):
-    kind += " (random encoder)"
-  if record.get("fine_tune"):
-    kind += " (fine-tuned)"
-  if mode == "detection":
-    return (f"{kind} on {record['dataset']} {record['test_split']}: mAP@0.5 "
-            f"{record['test_map_all_points']:.4f} (all points), "
-            f"{record['test_map_11_point']:.4f} (11-point)")
-  return (f"{kind} on {record['dataset']} {record['test_split']} with "
-          f"{record['label_fraction']:g} of the labels: top-1 "
-          f"{record['test_top1']:.4f}, top-5 {record['test_top5']:.4f}")
 
 
 if __name__ == "__main__":

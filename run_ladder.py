@@ -17,26 +17,21 @@ import dataclasses
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-# As in run_eval.py: oneDNN's CPU kernels on unless TF_ENABLE_ONEDNN_OPTS=0.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+import cpc_tf  # pylint: disable=unused-import  # TF's environment, first
 
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 import keras
-import tensorflow as tf
 
-from cpc_tf import config as config_lib
-from cpc_tf import encoder_dir
-from cpc_tf import ladder
-from cpc_tf import pretrain
-from cpc_tf import probe
-from cpc_tf import results as results_lib
-from cpc_tf import sources
-from cpc_tf.tasks import cached_probe
-from cpc_tf.tasks import common
-from cpc_tf.tasks import configs
-from cpc_tf.tasks import eval_flags
+from cpc_tf.configs import command_line
+from cpc_tf.configs import pretrain as config_lib
+from cpc_tf.data import sources
+from cpc_tf.evaluation import feature_cache
+from cpc_tf.evaluation import ladder
+from cpc_tf.evaluation import records
+from cpc_tf.evaluation import registry
+from cpc_tf.train import saved_config
+from cpc_tf.train import trainer
 
 flags.DEFINE_list("rungs", None, "Pretraining flagfiles, one per rung, in "
                   "ladder order (e.g. flags/ladder/1_v1.cfg,...).")
@@ -63,52 +58,9 @@ flags.DEFINE_string("results_file", None, "JSON-lines records (default: "
 flags.mark_flags_as_required(["rungs", "out_dir", "train_steps"])
 FLAGS = flags.FLAGS
 
-# Probe settings that the ladder sets itself for every run.
-LADDER_SETS = ("model_dir", "results_file", "label_fraction", "seed",
-               "validation_fraction", "random_init", "probe_features",
-               "pretrain_flagfile")
-
-
-def rung_configs():
-  """(name, order, PretrainConfig) of each rung and pretraining seed, every
-  flagfile parsed and validated before any work."""
-  runs, names = [], []
-  for order, flagfile in enumerate(FLAGS.rungs):
-    name = ladder.rung_name(flagfile)
-    if name in names:
-      raise config_lib.ConfigError(f"two rungs are named {name!r}")
-    names.append(name)
-    base = encoder_dir.from_flagfile(flagfile)
-    for seed in map(int, FLAGS.pretrain_seeds):
-      config = dataclasses.replace(
-          base, train_steps=FLAGS.train_steps, seed=seed,
-          model_dir=os.path.join(FLAGS.out_dir, f"{name}_seed{seed}"))
-      try:
-        config.validate()
-      except config_lib.ConfigError as e:
-        raise config_lib.ConfigError(f"rung {flagfile}: {e}") from None
-      runs.append((name, order, config))
-  return runs
-
-
-def probe_args():
-  """The --eval_flagfile lines for --mode=probe, refusing those the ladder
-  sets."""
-  if not FLAGS.eval_flagfile:
-    return []
-  with tf.io.gfile.GFile(FLAGS.eval_flagfile) as f:
-    args = configs.mode_args("probe", f.read())
-  for arg in args:
-    if configs.flag_name(arg) in LADDER_SETS:
-      raise config_lib.ConfigError(
-          f"--eval_flagfile={FLAGS.eval_flagfile}: {arg} is set by "
-          "run_ladder.py for each probe; remove the line")
-  return args
-
-
 def probes(model_dir, extra_args, label_runs, results):
   """Probe configs of one encoder: (label fraction, seed) of each run."""
-  return [eval_flags.config_from_args([
+  return [command_line.eval_config_from_args([
       "--mode=probe", *extra_args, f"--model_dir={model_dir}",
       f"--label_fraction={fraction}", f"--seed={seed}",
       f"--validation_fraction={FLAGS.validation_fraction}",
@@ -117,75 +69,76 @@ def probes(model_dir, extra_args, label_runs, results):
 
 def run_probes(configs_to_run, pretrained, tags, done, results):
   """Runs the probes of one encoder not yet in `done` (identities)."""
-  cache = probe.FeatureCache()
+  cache = feature_cache.FeatureCache()
   for config in configs_to_run:
-    if common.identity(common.record(config, pretrained)) in done:
+    if records.identity(records.record(config, pretrained)) in done:
       continue
     print(f"[ladder] {tags.get('rung') or 'random encoder'}: probe with "
           f"{config.label_fraction:.0%} of the labels, seed {config.seed}",
           flush=True)
-    record = {**cached_probe.run(config, cache), **tags}
-    results_lib.append(FLAGS.out_dir, record, results)
-    done.add(common.identity(record))
+    record = {**registry.get("probe").run(config, cache), **tags}
+    records.append(FLAGS.out_dir, record, results)
+    done.add(records.identity(record))
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  command_line.show_warnings_only()
   results = FLAGS.results_file or os.path.join(FLAGS.out_dir,
-                                               results_lib.RESULTS_FILE)
+                                               records.RESULTS_FILE)
   try:
-    runs = rung_configs()
-    extra = probe_args()
+    runs = ladder.rung_configs(FLAGS.rungs, FLAGS.out_dir, FLAGS.train_steps,
+                               [int(s) for s in FLAGS.pretrain_seeds])
+    extra = ladder.probe_args(FLAGS.eval_flagfile)
   except (config_lib.ConfigError, ValueError) as e:
     sys.exit(f"run_ladder.py: error: {e}")
-  done = {common.identity(r) for r in results_lib.read(results)}
+  done = {records.identity(r) for r in records.read(results)}
   label_runs = [(1.0, 0)] + [(FLAGS.few_labels, int(s))
                              for s in FLAGS.label_seeds]
   random_done = set()
   for name, order, config in runs:
     tags = {"rung": name, "pretrain_seed": config.seed, "ladder_order": order,
-            "architecture": ladder.architecture(config), "method": "cpc_probe"}
+            "architecture": ladder.architecture(config)}
     pretrain_record = {"kind": "ladder_pretrain", "rung": name,
                        "pretrain_seed": config.seed, "ladder_order": order,
                        "pretrain_config": dataclasses.asdict(config)}
     try:
       rung_probes = probes(config.model_dir, extra, label_runs, results)
-      finished = common.identity(pretrain_record) in done and all(
-          common.identity(common.record(c, config)) in done
+      finished = records.identity(pretrain_record) in done and all(
+          records.identity(records.record(c, config)) in done
           for c in rung_probes)
       if finished:
         print(f"[ladder] {name} seed {config.seed}: done already", flush=True)
       else:
         print(f"[ladder] {name} seed {config.seed}: pretraining "
               f"{config.train_steps} steps in {config.model_dir}", flush=True)
-        pretrain.pretrain(config)
+        trainer.pretrain(config)
         keras.backend.clear_session()
-        if common.identity(pretrain_record) not in done:
+        if records.identity(pretrain_record) not in done:
           metrics = ladder.final_metrics(config.model_dir)
           rate = metrics.get("steps_per_second")
           pretrain_record.update(metrics, images_per_second=(
               rate * config.batch_size if rate else None))
-          results_lib.append(FLAGS.out_dir, pretrain_record, results)
-          done.add(common.identity(pretrain_record))
+          records.append(FLAGS.out_dir, pretrain_record, results)
+          done.add(records.identity(pretrain_record))
         run_probes(rung_probes, config, tags, done, results)
       if tags["architecture"] not in random_done:
         random_done.add(tags["architecture"])
         # The random encoders read the rung's config.json (on a new machine
         # a finished rung's folder may not be there).
-        config_lib.save_config(config)
+        saved_config.save_config(config)
         run_probes(
             [c for seed in map(int, FLAGS.random_seeds)
              for c in probes(config.model_dir, extra + ["--random_init"],
                              [(1.0, seed), (FLAGS.few_labels, seed)],
                              results)], config,
-            {**tags, "rung": None, "pretrain_seed": None,
-             "method": "random_probe"}, done, results)
+            {**tags, "rung": None, "pretrain_seed": None}, done, results)
     except (config_lib.ConfigError, sources.DataError, flags.Error) as e:
       sys.exit(f"run_ladder.py: error: rung {name}: {e}; finished runs are "
                f"kept in {results} and the same command continues from them")
     keras.backend.clear_session()
-  paths = ladder.write_report(FLAGS.out_dir, results_lib.read(results),
+  paths = ladder.write_report(FLAGS.out_dir, records.read(results),
                               FLAGS.few_labels)
   print(open(paths[0]).read())
   print("Report: " + ", ".join(paths))

@@ -24,16 +24,17 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
 from bench.machine import cpu_info
-from cpc_tf import augment
-from cpc_tf import data
+from cpc_tf.data import augment
+from cpc_tf.data import pipelines
+from cpc_tf.data.patches import PatchGrid
 
 SHARED = os.path.join(os.path.dirname(REPO), "shared")
 PATHS = {
-    "cifar10": dict(name="cifar10", split="train", grid=data.PatchGrid(32, 8, 4),
+    "cifar10": dict(name="cifar10", split="train", grid=PatchGrid(32, 8, 4),
                     jitter=1),
     "imagenet_style": dict(
         name="folder:" + os.path.join(SHARED, "data", "imagenette_mini"),
-        split="train", grid=data.PatchGrid(240, 80, 32), jitter=8),
+        split="train", grid=PatchGrid(240, 80, 32), jitter=8),
 }
 FULL = dict(flip=True, color_drop=1.0, geometric=True, elastic=True, color=True)
 OFF = {"jitter": dict(jitter=0), "flip": dict(flip=False),
@@ -51,7 +52,7 @@ flags.DEFINE_string("out", "bench/input_pipeline.json", "JSON results file.")
 
 def throughput(path: dict, augment_config: augment.PatchAugment,
                batch_size: int, batches: int, repeats: int) -> dict:
-  dataset = data.pretrain_dataset(path["name"], path["split"],
+  dataset = pipelines.pretrain_dataset(path["name"], path["split"],
                                   os.environ.get("TFDS_DATA_DIR"), path["grid"],
                                   batch_size, augment=augment_config)
   iterator = iter(dataset)

@@ -32,9 +32,9 @@ from absl import app
 from absl import flags
 
 from bench.machine import cpu_info
-from cpc_tf import pretrain
-from cpc_tf import pretrain_flags
-from cpc_tf import small_conv
+from cpc_tf.train import trainer
+from cpc_tf.configs import command_line
+from cpc_tf.models import small_conv
 from tensorflow.python.util import _pywrap_util_port  # pylint: disable=g-direct-tensorflow-import
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -88,7 +88,7 @@ VARIANTS = {
 MEMORY_BUDGET_MB = 8192
 
 # The pretraining flags, which the cases set.
-pretrain_flags.define_flags()
+command_line.define_pretrain_flags()
 flags.DEFINE_list("cases", list(CASES), f"Configurations, from {list(CASES)}.")
 flags.DEFINE_list("variants", list(VARIANTS), f"Settings, from {list(VARIANTS)}.")
 flags.DEFINE_integer("steps", 5, "Timed steps per configuration.")
@@ -224,10 +224,10 @@ class StepEnds(keras.callbacks.Callback):
 
 def measure(case: str, steps: int, warmup: int) -> dict:
   """Images/s, patches/s and peak RSS of `steps` training steps."""
-  config = pretrain_flags.config_from_flags()
+  config = command_line.pretrain_config_from_flags()
   config.validate()
   grid = config.grid
-  model = pretrain.build_model(config)
+  model = trainer.build_model(config)
   shape = [config.batch_size, grid.grid_size, grid.grid_size,
            grid.patch_size, grid.patch_size, 3]
   batch = tf.constant(np.random.default_rng(0).random(shape, np.float32))

@@ -21,7 +21,7 @@ import tensorflow as tf
 from absl import app
 from absl import flags
 
-from cpc_tf import small_conv
+from cpc_tf.models import small_conv
 
 flags.DEFINE_integer("maps", 1568, "Feature maps in the batch.")
 flags.DEFINE_list("sizes", ["1", "2", "4", "8"], "Map sides.")

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from cpc_tf import pretrain
+from cpc_tf.train import trainer
 from helpers import TFDS_DIR, tiny_config, voc_xml
 
 _cpu = tf.config.list_physical_devices("CPU")[0]
@@ -31,8 +31,24 @@ def pretrained(tmp_path_factory):
   by the evaluation tests, which only read it."""
   model_dir = str(tmp_path_factory.mktemp("pretrained"))
   config = tiny_config(model_dir=model_dir)
-  model = pretrain.pretrain(config)
+  model = trainer.pretrain(config)
   return config, model.encoder.get_weights()
+
+
+@pytest.fixture(scope="session")
+def separable_folder(tmp_path_factory):
+  """folder:PATH of a trivially separable labelled set: noisy reddish and
+  bluish 32x32 images, 40 per class to train on and 20 to test."""
+  root = tmp_path_factory.mktemp("separable")
+  rng = np.random.default_rng(0)
+  for split, count in (("train", 40), ("test", 20)):
+    for label, colour in (("blue", (40, 60, 200)), ("red", (200, 50, 40))):
+      os.makedirs(root / split / label)
+      for i in range(count):
+        pixels = np.clip(rng.normal(colour, 40, (32, 32, 3)), 0, 255)
+        Image.fromarray(pixels.astype(np.uint8)).save(
+            root / split / label / f"{i}.png")
+  return f"folder:{root}"
 
 
 def voc2007_devkit(root):

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from cpc_tf import config as config_lib
+from cpc_tf.configs import pretrain as config_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(REPO), "shared")

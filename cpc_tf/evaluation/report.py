@@ -1,0 +1,362 @@
+r"""docs/RESULTS.md's tables, generated from the records in docs/records/.
+
+  python -m cpc_tf.evaluation.report            # print every table
+  python -m cpc_tf.evaluation.report --write    # rewrite them in RESULTS.md
+  python -m cpc_tf.evaluation.report --check    # exit 1 if RESULTS.md differs
+
+RESULTS.md is prose around generated blocks, each between
+"<!-- report:NAME -->" and "<!-- /report:NAME -->"; --write replaces the
+blocks and leaves the prose. A cell holds "mean ± sample sd (n)" over seeds
+(ddof 1); one seed, its value and "(1)". Accuracies are top-1 on the test
+split, in percent.
+"""
+
+import argparse
+import json
+import os
+import re
+import sys
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from cpc_tf.evaluation import curve
+from cpc_tf.evaluation import ladder
+from cpc_tf.evaluation import registry
+
+RECORDS = "docs/records"
+RESULTS = "docs/RESULTS.md"
+FRACTIONS = (0.01, 0.1, 1.0)
+# The architecture of the session recipes' encoder and of its 5x5
+# evaluation grid, where the random encoder and pixels were probed.
+SESSION_ARCHITECTURE = {"encoder_width": 32, "encoder_blocks": [1, 1, 1],
+                        "norm": "layer", "patch_size": 8, "patch_stride": 6}
+GRID4 = "docs/encoders/cifar10_grid4_7000"
+
+
+def read(name: str, records_dir: str = RECORDS) -> List[dict]:
+  """A records file, each record normalised: fields that older records
+  named otherwise or lacked take their current name and default."""
+  path = os.path.join(records_dir, name)
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    records = [json.loads(line) for line in f if line.strip()]
+  for record in records:
+    if record.get("mode") == "probe":
+      record["probe_features"] = (record.get("probe_features")
+                                  or record.get("features") or "encoder")
+      record.setdefault("probe_pool", "mean")
+    if record.get("mode") in ("probe", "efficient", "supervised"):
+      record["method"] = curve.method_of(record)
+  return records
+
+
+def where(**criteria) -> Callable[[dict], bool]:
+  """A record filter: each criterion a value the field must equal; a
+  "pretrain" dict checks fields of the pretraining config."""
+  pretrain = criteria.pop("pretrain", {})
+
+  def keep(record):
+    config = record.get("pretrain_config") or {}
+    return (all(record.get(k) == v for k, v in criteria.items())
+            and all(config.get(k) == v for k, v in pretrain.items()))
+  return keep
+
+
+def by_seed(records: Sequence[dict], keep: Callable[[dict], bool],
+            fraction: float) -> Dict[int, float]:
+  """{seed: test top-1 %} of the kept records at this label fraction (a
+  seed's first record where it was measured twice)."""
+  values = {}
+  for record in records:
+    if keep(record) and record.get("label_fraction") == fraction:
+      values.setdefault(record["seed"], 100 * record["test_top1"])
+  return values
+
+
+def cell(values: Dict[int, float], best: bool = False) -> str:
+  if not values:
+    return "–"
+  numbers = np.array(list(values.values()))
+  text = (f"{numbers[0]:.1f} (1)" if len(numbers) == 1 else
+          f"{numbers.mean():.1f} ± {numbers.std(ddof=1):.1f} ({len(numbers)})")
+  return text + (f"; best {numbers.max():.1f}" if best and len(numbers) > 1
+                 else "")
+
+
+def mean(values: Dict[int, float]) -> float:
+  return float(np.mean(list(values.values())))
+
+
+def lead(cpc: Dict[int, float], baseline: Dict[int, float],
+         over_best: bool = False) -> str:
+  """CPC's mean minus the baseline's mean (or best seed)."""
+  if not cpc or not baseline:
+    return "–"
+  base = max(baseline.values()) if over_best else mean(baseline)
+  return f"{mean(cpc) - base:+.1f}"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+  lines = ["| " + " | ".join(header) + " |",
+           "|" + " --- |" * len(header)]
+  lines += ["| " + " | ".join(row) + " |" for row in rows]
+  return "\n".join(lines)
+
+
+class Records:
+  """Every records file the tables read, loaded once."""
+
+  def __init__(self, records_dir: str = RECORDS):
+    self.dir = records_dir
+    self.files = {name: read(name, records_dir)
+                  for name in sorted(os.listdir(records_dir))
+                  if name.endswith(".jsonl")}
+
+  def all(self, *names: str) -> List[dict]:
+    names = names or tuple(self.files)
+    return [r for name in names for r in self.files.get(name, [])]
+
+  def random_session(self, fraction):
+    """The session architecture's random encoder (A.3 probe, 500 steps)."""
+    return by_seed(self.all(), where(
+        mode="probe", random_init=True, probe_steps=500, probe_stride=None,
+        probe_pool="mean", pretrain=SESSION_ARCHITECTURE), fraction)
+
+  def pixels(self, fraction, pool="mean"):
+    return by_seed(self.all(), where(
+        mode="probe", probe_features="pixels", probe_steps=500,
+        probe_pool=pool, pretrain={"image_size": 32}), fraction)
+
+  def grid4_probe(self, fraction):
+    """The released 4x4-grid encoder probed on the 5x5 grid (stride 6)."""
+    return by_seed(self.all("probe_grid4_7000.jsonl"), where(
+        mode="probe", random_init=False, probe_stride=6), fraction)
+
+  def grid4_head(self, method, fraction):
+    files = [n for n in self.files if n.startswith("curve_grid4_")
+             and "head1500" not in n]
+    values = by_seed(self.all(*files), where(
+        method=method, pretrain={"model_dir": GRID4}), fraction)
+    if method == "supervised" and not values:   # the same data and head
+      values = by_seed(self.all("curve_session_3600_10pct.jsonl"),
+                       where(method="supervised"), fraction)
+    return values
+
+  def readout(self, method, pool, fraction):
+    if method == "pixels_probe" and pool == "mean":
+      return self.pixels(fraction)
+    return by_seed(self.all("readouts_grid4.jsonl"),
+                   where(method=method, probe_pool=pool), fraction)
+
+
+def features_block(data: Records) -> str:
+  """Does CPC learn useful features: the linear probe with all labels."""
+  rows = []
+  for label, cpc, minutes, machine in (
+      ("4x4 recipe, 7,000 steps (`docs/encoders/cifar10_grid4_7000`), "
+       "5x5 evaluation grid", data.grid4_probe(1.0),
+       data.all("pretrain_grid4_7000.jsonl")[0]["wall_minutes"],
+       "Intel Xeon"),
+      ("session recipe, 5,600 steps (`docs/encoders/cifar10_session_5600`)",
+       by_seed(data.all("probe_session_5600.jsonl"), where(
+           mode="probe", random_init=False), 1.0),
+       data.all("pretrain_session_5600.jsonl")[0][
+           "pretrain_wall_seconds"] / 60, "Intel Xeon"),
+      ("session recipe, 3,600 steps (`docs/encoders/cifar10_session_3600`)",
+       by_seed(data.all("probe_session_3600_and_levers.jsonl"), where(
+           mode="probe", random_init=False,
+           encoder_checkpoint="/work/runs/headline/checkpoints/ckpt-3600"),
+           1.0),
+       data.all("pretrain_session_3600_and_levers.jsonl")[0][
+           "pretrain_wall_seconds"] / 60, "AMD Zen 5")):
+    random, pixels = data.random_session(1.0), data.pixels(1.0)
+    rows.append([label, f"{minutes:.0f} ({machine})", cell(cpc),
+                 cell(random, best=True), cell(pixels),
+                 lead(cpc, random, over_best=True), lead(cpc, pixels)])
+  return table(["encoder", "pretraining minutes", "CPC", "random encoder",
+                "pixels", "− best random seed", "− pixels"], rows)
+
+
+def few_labels_block(data: Records) -> str:
+  """Figure 1 for the released 4x4-grid encoder: linear and ResNet heads."""
+  rows = [
+      ("Linear probe on CPC features", data.grid4_probe),
+      ("Linear probe on a random encoder", data.random_session),
+      ("Linear probe on pixels", data.pixels),
+  ] + [(task_method.label, lambda f, m=name: data.grid4_head(m, f))
+       for name, (_, task_method) in registry.curve_methods().items()
+       if name in ("cpc_fixed", "cpc_fine_tuned", "random_fixed",
+                   "supervised")]
+  return table(["method"] + [f"{f:.0%} of the labels" for f in FRACTIONS],
+               [[label] + [cell(values(f)) for f in FRACTIONS]
+                for label, values in rows])
+
+
+READOUT_NAMES = {"mean": "mean (A.3)", "quadrants": "quadrants",
+                 "grid": "grid"}
+
+
+def readouts_block(data: Records) -> str:
+  """Issue 31's spatial readouts of the released 4x4-grid encoder."""
+  if not data.files.get("readouts_grid4.jsonl"):
+    return "No readout records yet."
+  rows = []
+  for pool, name in READOUT_NAMES.items():
+    for fraction in FRACTIONS:
+      cpc = data.readout("cpc_probe", pool, fraction)
+      random = data.readout("random_probe", pool, fraction)
+      pixels = data.readout("pixels_probe", pool, fraction)
+      rows.append([name, f"{fraction:.0%}", cell(cpc), cell(random, True),
+                   cell(pixels), lead(cpc, random, over_best=True),
+                   lead(cpc, pixels)])
+  return table(["readout", "labels", "CPC", "random encoder", "pixels",
+                "− best random seed", "− pixels"], rows)
+
+
+def readout_timing(data: Records) -> Optional[dict]:
+  """The grid readout's first all-label probe of the CPC encoder: it
+  encoded every image, so its wall time includes the extraction."""
+  for record in data.all("readouts_grid4.jsonl"):
+    if where(method="cpc_probe", probe_pool="grid", label_fraction=1.0,
+             seed=0)(record):
+      return record
+  return None
+
+
+def ladder_block(data: Records) -> str:
+  records = data.all("ladder_cifar10.jsonl")
+  if not records:
+    return "No ladder records yet."
+  rows = ladder.rows(records, 0.01)
+  claim = ladder.figure4_claim(rows)
+  times = {r["rung"]: r for r in data.all("ladder_step_times.jsonl")}
+  lines = [ladder.markdown_table(rows, 0.01),
+           table(["rung", "seconds a step, alone", "images/s, alone"],
+                 [[ladder.rung_label(name), f"{r['seconds_per_step']:.3f}",
+                   f"{r['images_per_second']:.0f}"]
+                  for name, r in times.items()]),
+           "",
+           f"Figure 4 on our rungs ({claim['rungs']} rungs): Spearman's rank "
+           f"correlation of prediction directions with the 1% probe "
+           f"{claim['directions_vs_few']:+.2f}; of the other steps' gains "
+           f"with all labels and with 1% "
+           f"({', '.join(claim['other_steps']) or 'none'}) "
+           f"{claim['all_gain_vs_few_gain']:+.2f}."]
+  return "\n".join(lines)
+
+
+def detection_block(data: Records) -> str:
+  rows = []
+  for record in data.all("detection_fruit.jsonl"):
+    if record.get("mode") != "detection":
+      continue
+    trained_by = record.get("encoder_trained_by") or {}
+    backbone = ("random encoder" if record["random_init"] else
+                f"supervised on {trained_by.get('dataset', 'labels')}"
+                if trained_by.get("mode") == "supervised" else "CPC encoder")
+    rows.append([backbone, str(record["seed"]),
+                 f"{record.get('fixed_test_map_all_points', float('nan')):.3f}",
+                 f"{record['test_map_all_points']:.3f}"])
+  return table(["backbone", "seed", "mAP@0.5 fixed", "mAP@0.5 fine-tuned"],
+               rows)
+
+
+def summary_block(data: Records) -> str:
+  random, pixels, cpc = (data.random_session(1.0), data.pixels(1.0),
+                         data.grid4_probe(1.0))
+  few = {name: values(0.01) for name, values in (
+      ("cpc", data.grid4_probe), ("random", data.random_session),
+      ("pixels", data.pixels))}
+  head = {m: data.grid4_head(m, 0.01)
+          for m in ("cpc_fixed", "random_fixed", "supervised")}
+  rows = [[
+      "CPC features beat a random network's under a linear probe (Table 1)",
+      "CIFAR-10, 4x4 recipe, 7,000 steps (108 min, 2 cores), A.3 probe, all "
+      "labels", cell(cpc), cell(random, True), cell(pixels),
+      "71.5% (ImageNet, ResNet-161)",
+      f"holds at this scale: {lead(cpc, random, True)} points over the best "
+      f"random seed, {lead(cpc, pixels)} over pixels; the paper's accuracy "
+      "needs ImageNet and a ResNet-161", "[1](#1-does-cpc-learn-useful-"
+      "features)"]]
+  timing = readout_timing(data)
+  grid = {pool: (data.readout("cpc_probe", pool, 1.0),
+                 data.readout("random_probe", pool, 1.0)) for pool in
+          ("grid",)}
+  if timing:
+    cpc_grid, random_grid = grid["grid"]
+    met = (mean(cpc_grid) >= 60 and random_grid
+           and mean(cpc_grid) - max(random_grid.values()) >= 15)
+    rows.append([
+        "(issue 31) a spatial readout shows more than the mean",
+        "the same encoder, every cell's latent (grid readout), all labels",
+        cell(cpc_grid), cell(random_grid, True),
+        cell(data.readout("pixels_probe", "grid", 1.0)), "–",
+        ("target met" if met else "target not met") +
+        f": {mean(cpc_grid):.1f}% and {lead(cpc_grid, random_grid, True)} "
+        f"over the best random seed (target: 60% and +15)",
+        "[3](#3-spatial-readouts)"])
+  rows.append([
+      "CPC helps most with few labels (Figure 1)",
+      "1% of the labels (450 images): A.3 probe; ResNet head (fixed)",
+      f"{cell(few['cpc'])}; {cell(head['cpc_fixed'])}",
+      f"{cell(few['random'])}; {cell(head['random_fixed'])}",
+      f"{cell(few['pixels'])}; {cell(head['supervised'])} (pixel ResNet)",
+      "78% top-5 with 1% of ImageNet vs 44.1% supervised",
+      f"holds for the linear probe ({lead(few['cpc'], few['random'])} over "
+      f"the random encoder, {lead(few['cpc'], few['pixels'])} over pixels); "
+      f"the ResNet head leads the random encoder by "
+      f"{lead(head['cpc_fixed'], head['random_fixed'])} and the pixel ResNet "
+      f"by {lead(head['cpc_fixed'], head['supervised'])}",
+      "[2](#2-few-labels-figure-1)"])
+  return table(["claim (paper)", "our setting", "CPC", "random encoder",
+                "pixels", "the paper's", "verdict", "section"], rows)
+
+
+BLOCKS = {"summary": summary_block, "features": features_block,
+          "few_labels": few_labels_block, "readouts": readouts_block,
+          "ladder": ladder_block, "detection": detection_block}
+
+
+def render(text: str, data: Records) -> str:
+  """text with every generated block replaced by its current table."""
+  def replace(match):
+    name = match.group(1)
+    return (f"<!-- report:{name} -->\n{BLOCKS[name](data)}\n"
+            f"<!-- /report:{name} -->")
+  return re.sub(r"<!-- report:(\w+) -->.*?<!-- /report:\1 -->", replace,
+                text, flags=re.S)
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--records_dir", default=RECORDS)
+  parser.add_argument("--results", default=RESULTS)
+  group = parser.add_mutually_exclusive_group()
+  group.add_argument("--write", action="store_true",
+                     help="Rewrite the generated blocks of --results.")
+  group.add_argument("--check", action="store_true",
+                     help="Exit 1 if --results differs from the records.")
+  args = parser.parse_args(argv)
+  data = Records(args.records_dir)
+  if not (args.write or args.check):
+    for name, block in BLOCKS.items():
+      print(f"<!-- report:{name} -->\n{block(data)}\n")
+    return 0
+  with open(args.results) as f:
+    text = f.read()
+  rendered = render(text, data)
+  if args.check:
+    if rendered != text:
+      print(f"{args.results} differs from the tables of {args.records_dir}: "
+            "run python -m cpc_tf.evaluation.report --write", file=sys.stderr)
+      return 1
+    return 0
+  with open(args.results, "w") as f:
+    f.write(rendered)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
