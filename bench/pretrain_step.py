@@ -104,9 +104,11 @@ flags.DEFINE_bool("max_batch", False, "Instead of timing, find the largest "
                   "MB resident, for each case and variant.")
 flags.DEFINE_bool("profile", False, "Also trace one step with the TF "
                   "profiler and report the self-time by op type.")
-flags.DEFINE_enum("onednn", "default", ["default", "on", "off"],
+flags.DEFINE_enum("onednn", "on", ["on", "off", "tf_default"],
                   "TF's oneDNN CPU kernels in the measured processes "
-                  "(TF_ENABLE_ONEDNN_OPTS); default: TF's choice for this CPU.")
+                  "(TF_ENABLE_ONEDNN_OPTS): on, as the scripts run (cpc_tf "
+                  "turns them on); off; tf_default, TF's own choice for "
+                  "this CPU (off on AVX2-only CPUs).")
 flags.DEFINE_integer("max_batch_probe", 16, "--max_batch: the first two "
                      "batches measured are this and twice this.")
 
@@ -146,19 +148,25 @@ def step_flops(model, batch) -> float:
 
 
 @contextlib.contextmanager
-def conv2d_everywhere():
-  """Every SmallMapConv2D runs as TF's Conv2D inside the block."""
-  small_conv.SmallMapConv2D.enabled = False
+def conv2d_everywhere(model):
+  """Every SmallMapConv2D of model runs as TF's Conv2D inside the block
+  (a layer's max_pixels is read when a function is traced)."""
+  layers = [layer for layer in model._flatten_layers()  # pylint: disable=protected-access
+            if isinstance(layer, small_conv.SmallMapConv2D)]
+  saved = [layer.max_pixels for layer in layers]
+  for layer in layers:
+    layer.max_pixels = 0
   try:
     yield
   finally:
-    small_conv.SmallMapConv2D.enabled = flags.FLAGS.small_map_matmul
+    for layer, max_pixels in zip(layers, saved):
+      layer.max_pixels = max_pixels
 
 
 def conv2d_step_flops(model, batch) -> float:
   """step_flops with every convolution as TF's Conv2D: the model's nominal
   count, zero taps included (the small-map matrix products skip them)."""
-  with conv2d_everywhere():
+  with conv2d_everywhere(model):
     return step_flops(model, batch)
 
 
@@ -167,7 +175,7 @@ def padding_flops_per_patch(model, patch_size: int) -> float:
   kernel taps over SAME padding (zeros): 2 x C_in x C_out per (output,
   padded input) pair, three times (forward, input and kernel gradients;
   twice for the stem, whose input gradient is never computed)."""
-  with conv2d_everywhere():
+  with conv2d_everywhere(model):
     graph = tf.function(model.encoder).get_concrete_function(
         tf.TensorSpec([1, patch_size, patch_size, 3])).graph
   total = 0.0
@@ -267,7 +275,8 @@ def measure(case: str, steps: int, warmup: int) -> dict:
 def run_one(case: str, variant: str, *extra: str) -> dict:
   """measure() in a fresh process, so that peak memory is this run's."""
   env = dict(os.environ)
-  if flags.FLAGS.onednn != "default":
+  env.pop("TF_ENABLE_ONEDNN_OPTS", None)
+  if flags.FLAGS.onednn != "tf_default":
     env["TF_ENABLE_ONEDNN_OPTS"] = "1" if flags.FLAGS.onednn == "on" else "0"
   proc = subprocess.run(
       [sys.executable, __file__, f"--one={case}", *CASES[case],

@@ -206,3 +206,36 @@ def show_warnings_only(flag_values=flags.FLAGS):
   app.run otherwise. Call at the start of main()."""
   if not flag_values["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
+
+
+def _row(field: dataclasses.Field, *extra: str) -> str:
+  default = field.default
+  if isinstance(default, tuple):
+    default = ",".join(map(str, default))
+  text = " ".join(field.metadata["help"].split())
+  choices = field.metadata.get("choices")
+  if choices is not None:
+    text += f" One of: {', '.join(map(str, choices))}."
+  return "| " + " | ".join([f"`--{field.name}`", f"`{default}`", *extra,
+                            text.replace("|", "\\|")]) + " |"
+
+
+def markdown_reference() -> str:
+  """Every flag of run_pretrain.py and run_eval.py as Markdown tables."""
+  lines = ["### run_pretrain.py", "", "| flag | default | help |",
+           "| --- | --- | --- |"]
+  lines += [_row(f) for f in dataclasses.fields(config_lib.PretrainConfig)]
+  lines += ["| `--train_epochs` | `None` | If set, overrides train_steps: "
+            "epochs over the split at batch_size. |", "",
+            "### run_eval.py", "",
+            "`--mode`: " + ", ".join(f"`{mode}`" for mode in modes.CONFIGS)
+            + " (default `linear`). Each mode takes only its own flags.", "",
+            "| flag | default | modes | help |", "| --- | --- | --- | --- |"]
+  seen = {}
+  for mode, config in modes.CONFIGS.items():
+    for field in dataclasses.fields(config):
+      seen.setdefault(field.name, (field, []))[1].append(mode)
+  lines += [_row(field, ", ".join(used))
+            for field, used in sorted(seen.values(),
+                                      key=lambda item: item[0].name)]
+  return "\n".join(lines)

@@ -1,12 +1,12 @@
 r"""docs/RESULTS.md's tables, generated from the records in docs/records/.
 
   python -m cpc_tf.evaluation.report            # print every table
-  python -m cpc_tf.evaluation.report --write    # rewrite them in RESULTS.md
-  python -m cpc_tf.evaluation.report --check    # exit 1 if RESULTS.md differs
+  python -m cpc_tf.evaluation.report --write    # rewrite them in the docs
+  python -m cpc_tf.evaluation.report --check    # exit 1 if a doc differs
 
-RESULTS.md is prose around generated blocks, each between
-"<!-- report:NAME -->" and "<!-- /report:NAME -->"; --write replaces the
-blocks and leaves the prose. A cell holds "mean ± sample sd (n)" over seeds
+README.md, docs/RESULTS.md and docs/flags.md are prose around generated
+blocks, each between "<!-- report:NAME -->" and "<!-- /report:NAME -->";
+--write replaces the blocks and leaves the prose. A cell holds "mean ± sample sd (n)" over seeds
 (ddof 1); one seed, its value and "(1)". Accuracies are top-1 on the test
 split, in percent.
 """
@@ -20,12 +20,12 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from cpc_tf.configs import command_line
 from cpc_tf.evaluation import curve
 from cpc_tf.evaluation import ladder
 from cpc_tf.evaluation import registry
 
 RECORDS = "docs/records"
-RESULTS = "docs/RESULTS.md"
 FRACTIONS = (0.01, 0.1, 1.0)
 # The architecture of the session recipes' encoder and of its 5x5
 # evaluation grid, where the random encoder and pixels were probed.
@@ -252,10 +252,12 @@ def detection_block(data: Records) -> str:
   for record in data.all("detection_fruit.jsonl"):
     if record.get("mode") != "detection":
       continue
-    trained_by = record.get("encoder_trained_by") or {}
+    # These records predate trained_by.json: the model_dir names the
+    # supervised backbone.
+    model_dir = record["pretrain_config"]["model_dir"] or ""
     backbone = ("random encoder" if record["random_init"] else
-                f"supervised on {trained_by.get('dataset', 'labels')}"
-                if trained_by.get("mode") == "supervised" else "CPC encoder")
+                "supervised on Imagenette's labels"
+                if "supervised" in model_dir else "CPC encoder")
     rows.append([backbone, str(record["seed"]),
                  f"{record.get('fixed_test_map_all_points', float('nan')):.3f}",
                  f"{record['test_map_all_points']:.3f}"])
@@ -271,10 +273,11 @@ def summary_block(data: Records) -> str:
       ("pixels", data.pixels))}
   head = {m: data.grid4_head(m, 0.01)
           for m in ("cpc_fixed", "random_fixed", "supervised")}
+  minutes = data.all("pretrain_grid4_7000.jsonl")[0]["wall_minutes"]
   rows = [[
       "CPC features beat a random network's under a linear probe (Table 1)",
-      "CIFAR-10, 4x4 recipe, 7,000 steps (108 min, 2 cores), A.3 probe, all "
-      "labels", cell(cpc), cell(random, True), cell(pixels),
+      f"CIFAR-10, 4x4 recipe, 7,000 steps ({minutes:.0f} min, 2 cores), A.3 "
+      "probe, all labels", cell(cpc), cell(random, True), cell(pixels),
       "71.5% (ImageNet, ResNet-161)",
       f"holds at this scale: {lead(cpc, random, True)} points over the best "
       f"random seed, {lead(cpc, pixels)} over pixels; the paper's accuracy "
@@ -303,7 +306,7 @@ def summary_block(data: Records) -> str:
       f"{cell(few['cpc'])}; {cell(head['cpc_fixed'])}",
       f"{cell(few['random'])}; {cell(head['random_fixed'])}",
       f"{cell(few['pixels'])}; {cell(head['supervised'])} (pixel ResNet)",
-      "78% top-5 with 1% of ImageNet vs 44.1% supervised",
+      "77.9% top-5 with 1% of ImageNet vs 44.1% supervised",
       f"holds for the linear probe ({lead(few['cpc'], few['random'])} over "
       f"the random encoder, {lead(few['cpc'], few['pixels'])} over pixels); "
       f"the ResNet head leads the random encoder by "
@@ -314,9 +317,45 @@ def summary_block(data: Records) -> str:
                 "pixels", "the paper's", "verdict", "section"], rows)
 
 
+def readme_block(data: Records) -> str:
+  """README's results: one number a cell (mean over seeds), the section
+  of docs/RESULTS.md behind each row."""
+  def number(values):
+    return f"{mean(values):.1f}" if values else "–"
+
+  rows = [
+      ("Linear probe (A.3), all 45,000 labels", data.grid4_probe(1.0),
+       data.random_session(1.0), data.pixels(1.0), "71.5 (ImageNet)",
+       "1-does-cpc-learn-useful-features"),
+      ("Linear probe, 1% of the labels (450 images)", data.grid4_probe(0.01),
+       data.random_session(0.01), data.pixels(0.01), "–",
+       "2-few-labels-figure-1"),
+      ("ResNet head on fixed features, 1% (pixels: a ResNet trained on "
+       "them)", data.grid4_head("cpc_fixed", 0.01),
+       data.grid4_head("random_fixed", 0.01),
+       data.grid4_head("supervised", 0.01),
+       "77.9 top-5 vs 44.1 (ImageNet)", "2-few-labels-figure-1"),
+  ]
+  if data.files.get("readouts_grid4.jsonl"):
+    rows.append(("Linear probe on every cell (grid readout), all labels",
+                 data.readout("cpc_probe", "grid", 1.0),
+                 data.readout("random_probe", "grid", 1.0),
+                 data.readout("pixels_probe", "grid", 1.0), "–",
+                 "3-spatial-readouts"))
+  return table(["CIFAR-10 top-1 %", "CPC", "random encoder", "pixels",
+                "the paper's", "details"],
+               [[name, number(cpc), number(random), number(pixels), paper,
+                 f"[RESULTS](docs/RESULTS.md#{anchor})"]
+                for name, cpc, random, pixels, paper, anchor in rows])
+
+
 BLOCKS = {"summary": summary_block, "features": features_block,
           "few_labels": few_labels_block, "readouts": readouts_block,
-          "ladder": ladder_block, "detection": detection_block}
+          "ladder": ladder_block, "detection": detection_block,
+          "readme": readme_block,
+          "flags": lambda data: command_line.markdown_reference()}
+# The files whose generated blocks --write and --check cover.
+DOCUMENTS = ("README.md", "docs/RESULTS.md", "docs/flags.md")
 
 
 def render(text: str, data: Records) -> str:
@@ -332,29 +371,31 @@ def render(text: str, data: Records) -> str:
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--records_dir", default=RECORDS)
-  parser.add_argument("--results", default=RESULTS)
   group = parser.add_mutually_exclusive_group()
   group.add_argument("--write", action="store_true",
-                     help="Rewrite the generated blocks of --results.")
+                     help=f"Rewrite the generated blocks of {DOCUMENTS}.")
   group.add_argument("--check", action="store_true",
-                     help="Exit 1 if --results differs from the records.")
+                     help="Exit 1 if a document differs from the records.")
   args = parser.parse_args(argv)
   data = Records(args.records_dir)
   if not (args.write or args.check):
     for name, block in BLOCKS.items():
       print(f"<!-- report:{name} -->\n{block(data)}\n")
     return 0
-  with open(args.results) as f:
-    text = f.read()
-  rendered = render(text, data)
-  if args.check:
+  stale = []
+  for path in DOCUMENTS:
+    with open(path) as f:
+      text = f.read()
+    rendered = render(text, data)
     if rendered != text:
-      print(f"{args.results} differs from the tables of {args.records_dir}: "
-            "run python -m cpc_tf.evaluation.report --write", file=sys.stderr)
-      return 1
-    return 0
-  with open(args.results, "w") as f:
-    f.write(rendered)
+      stale.append(path)
+      if args.write:
+        with open(path, "w") as f:
+          f.write(rendered)
+  if args.check and stale:
+    print(f"{', '.join(stale)} differ from the tables of {args.records_dir}: "
+          "run python -m cpc_tf.evaluation.report --write", file=sys.stderr)
+    return 1
   return 0
 
 

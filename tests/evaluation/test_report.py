@@ -1,0 +1,59 @@
+"""The results tables: generated from the records, the documents current,
+the statistics computed as said."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from cpc_tf.evaluation import report
+from helpers import REPO
+
+
+def test_documents_hold_the_tables_of_the_records(monkeypatch, capsys):
+  """README.md, docs/RESULTS.md and docs/flags.md are what the generator
+  makes of docs/records/ (after a change: report --write)."""
+  monkeypatch.chdir(REPO)
+  assert report.main(["--check"]) == 0, capsys.readouterr().err
+
+
+def test_a_stale_table_is_found(tmp_path, monkeypatch):
+  monkeypatch.chdir(REPO)
+  text = "<!-- report:flags -->\nstale line\n<!-- /report:flags -->\n"
+  rendered = report.render(text, report.Records())
+  assert "stale line" not in rendered and "`--probe_pool`" in rendered
+  assert report.render(rendered, report.Records()) == rendered
+
+
+def write_records(directory, records):
+  os.makedirs(directory, exist_ok=True)
+  with open(os.path.join(directory, "probe_grid4_7000.jsonl"), "w") as f:
+    for record in records:
+      f.write(json.dumps(record) + "\n")
+
+
+def probe(seed, top1, **settings):
+  return {"mode": "probe", "random_init": False, "probe_stride": 6,
+          "label_fraction": 0.01, "seed": seed, "test_top1": top1,
+          "features": "encoder", "pretrain_config": {}, **settings}
+
+
+def test_cells_are_means_and_sample_deviations_over_seeds(tmp_path):
+  """Three seeds -> mean ± sd with ddof 1; a seed measured twice counts
+  once (its first record); records written before fields were renamed
+  ("features") read as today's."""
+  write_records(tmp_path, [probe(0, 0.40), probe(1, 0.42), probe(2, 0.47),
+                           probe(0, 0.99), probe(3, 0.5, probe_stride=None)])
+  data = report.Records(str(tmp_path))
+  values = data.grid4_probe(0.01)
+  assert values == pytest.approx({0: 40.0, 1: 42.0, 2: 47.0})
+  mean, sd = np.mean([40, 42, 47]), np.std([40, 42, 47], ddof=1)
+  assert report.cell(values) == f"{mean:.1f} ± {sd:.1f} (3)"
+  assert report.cell(values, best=True).endswith("; best 47.0")
+  assert report.cell({5: 55.52}) == "55.5 (1)"
+  assert report.lead(values, {0: 30.0, 1: 34.0}) == f"{mean - 32:+.1f}"
+  assert report.lead(values, {0: 30.0, 1: 34.0}, over_best=True) == (
+      f"{mean - 34:+.1f}")
+  assert data.all()[0]["probe_features"] == "encoder"
+  assert data.all()[0]["method"] == "cpc_probe"
