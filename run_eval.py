@@ -26,7 +26,7 @@ Top-1/top-5 on the test split are printed and appended as one JSON line to
 --results_file (default <model_dir>/results.jsonl). The baselines without
 trained weights (--random_init, supervised, --probe_features=pixels) can
 take --pretrain_flagfile=FLAGFILE, a run_pretrain.py flagfile, in place of
---model_dir. Each mode accepts only its own flags (cpc_tf/tasks/configs.py).
+--model_dir. Each mode accepts only its own flags (cpc_tf/configs/modes.py).
 
   python run_eval.py --mode=export --model_dir=/tmp/cpc_tf_smoke \
       --export_dir=/tmp/cpc_tf_smoke/export

@@ -1,6 +1,6 @@
 r"""Speed, FLOP/s and peak memory of one CPC training step: float32 and mixed
 bfloat16, with and without XLA, with --recompute, and with TF's Conv2D in
-place of the small-map matrix products (cpc_tf/small_conv.py); and the
+place of the small-map matrix products (cpc_tf/models/small_conv.py); and the
 largest batch whose step fits in a memory budget.
 
   python bench/pretrain_step.py --out=bench/pretrain_step.json

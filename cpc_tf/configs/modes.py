@@ -1,6 +1,6 @@
 """Evaluation settings as data: one frozen dataclass per run_eval.py mode,
 assembled from groups of settings, each field written once with its help
-text (run_eval.py makes one flag of each field, config_flags.py).
+text (run_eval.py makes one flag of each field, command_line.py).
 
 A mode's config holds only the settings that mode uses, so a flag given for
 another mode can be refused by name. validate() collects the problems of

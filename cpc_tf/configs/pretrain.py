@@ -34,7 +34,7 @@ class ConfigError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class PretrainConfig:
   """Everything a pretraining run is. run_pretrain.py makes one flag of each
-  field, with the field's help text (config_flags.py)."""
+  field, with the field's help text (command_line.py)."""
   # Data.
   dataset: str = setting(
       "cifar10", "A TFDS dataset name (e.g. cifar10, imagenet2012) or "
@@ -168,10 +168,10 @@ class PretrainConfig:
       "every Nth step.")
   small_map_matmul: bool = setting(
       True, "Compute convolutions on maps of at most 16 pixels as one matrix "
-      "product (cpc_tf/small_conv.py) instead of TF's Conv2D. Which is faster "
-      "depends on the CPU and TF's oneDNN kernels: bench/pretrain_step.py "
-      "--variants=float32,float32_conv2d tells. Checkpoints are the same "
-      "either way.")
+      "product (cpc_tf/models/small_conv.py) instead of TF's Conv2D. Which "
+      "is faster depends on the CPU and TF's oneDNN kernels: "
+      "bench/pretrain_step.py --variants=float32,float32_conv2d tells. "
+      "Checkpoints are the same either way.")
 
   # Settings that define the trained variables: a checkpoint only fits a run
   # that agrees on all of them.

@@ -1,4 +1,4 @@
-"""One process of tests/test_multi_worker.py: a worker of a two-worker run on
+"""One process of tests/train/test_multi_worker.py: a worker of a two-worker run on
 127.0.0.1, or the one-process reference on the same global batches.
 
   python tests/train/multi_worker_run.py worker INDEX PORT0,PORT1 MODEL_DIR OUT.npz
