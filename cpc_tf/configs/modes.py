@@ -37,10 +37,10 @@ class _Checked:
     return []
 
   def validate(self):
-    """Raises ConfigError naming the first setting that cannot work."""
+    """Raises ConfigError naming every setting that cannot work."""
     problems = self.problems()
     if problems:
-      raise config_lib.ConfigError(problems[0])
+      raise config_lib.ConfigError("; ".join(problems))
 
 
 @dataclasses.dataclass(frozen=True)

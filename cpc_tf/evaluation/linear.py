@@ -35,7 +35,6 @@ class LinearTask(classification.ClassificationTask):
   def record_fields(self):
     return {"probe": "a3_linear"}
 
-  def describe(self, record):
-    line = super().describe(record)
-    return (line.replace(self.NAME, f"{self.NAME} (random encoder)", 1)
-            if record.get("random_init") else line)
+  def kind(self, record):
+    return self.NAME + (" (random encoder)" if record.get("random_init")
+                        else "")

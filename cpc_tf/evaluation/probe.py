@@ -80,11 +80,10 @@ class ProbeTask(task.Task):
       return "pixels_probe"
     return "random_probe" if config.random_init else "cpc_probe"
 
-  def describe(self, record):
+  def kind(self, record):
     readout = record.get("probe_pool", "mean")
-    line = super().describe(record)
-    return line if readout == "mean" else line.replace(
-        " on ", f" ({readout} readout) on ", 1)
+    return super().kind(record) + (
+        "" if readout == "mean" else f" ({readout} readout)")
 
   def run(self, config: modes.ProbeConfig,
           cache: Optional[feature_cache.FeatureCache] = None) -> dict:

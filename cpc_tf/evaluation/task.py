@@ -47,12 +47,17 @@ class Task:
     del config
     return None
 
+  def kind(self, record: dict) -> str:
+    """What a record measured, in words: its curve method's label, or the
+    task's name."""
+    if record.get("method") in self.METHODS:
+      return self.METHODS[record["method"]].label
+    return self.NAME
+
   def describe(self, record: dict) -> str:
     """One line: what was evaluated and its headline metric."""
-    kind = self.NAME
-    if record.get("method") in self.METHODS:
-      kind = self.METHODS[record["method"]].label
-    return (f"{kind} on {record['dataset']} {record['test_split']} with "
+    return (f"{self.kind(record)} on {record['dataset']} "
+            f"{record['test_split']} with "
             f"{record['label_fraction']:.0%} of the labels: top-1 "
             f"{record['test_top1']:.4f}, top-5 {record['test_top5']:.4f}")
 

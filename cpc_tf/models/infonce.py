@@ -96,12 +96,7 @@ class CPCObjective(keras.layers.Layer):
                context_blocks: int = 5, share_context: bool = False,
                negatives: str = "global", **kwargs):
     super().__init__(**kwargs)
-    if directions not in DIRECTIONS:
-      raise ValueError(f"directions must be one of {sorted(DIRECTIONS)}")
-    if not 0 <= steps_to_ignore < steps_to_predict:
-      raise ValueError("need 0 <= steps_to_ignore < steps_to_predict")
-    if negatives not in NEGATIVES:
-      raise ValueError(f"negatives must be one of {NEGATIVES}")
+    # Settings checked by PretrainConfig.validate().
     self.direction_names = DIRECTIONS[directions]
     self.offsets = [i + 1 for i in range(steps_to_ignore, steps_to_predict)]
     self.emb_scale = emb_scale

@@ -57,3 +57,16 @@ def test_cells_are_means_and_sample_deviations_over_seeds(tmp_path):
       f"{mean - 34:+.1f}")
   assert data.all()[0]["probe_features"] == "encoder"
   assert data.all()[0]["method"] == "cpc_probe"
+
+
+def test_readme_is_short_and_results_open_with_the_summary():
+  with open(os.path.join(REPO, "README.md")) as f:
+    assert len(f.read().splitlines()) <= 200
+  with open(os.path.join(REPO, "docs", "RESULTS.md")) as f:
+    text = f.read()
+  headings = [l for l in text.splitlines() if l.startswith("## ")]
+  assert headings[0] == "## Summary"
+  assert text.index("<!-- report:summary -->") < text.index(headings[1])
+  cells = [cell for line in text.splitlines() if line.startswith("|")
+           for cell in line.strip("|").split(" | ")]
+  assert cells and max(len(cell) for cell in cells) <= 200

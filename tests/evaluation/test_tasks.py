@@ -262,3 +262,24 @@ def test_each_mode_has_only_its_settings():
   for config_class in modes.CONFIGS.values():
     for field in dataclasses.fields(config_class):
       assert field.metadata.get("help"), (config_class, field.name)
+
+
+def test_every_problem_of_a_config_is_named_at_once():
+  with pytest.raises(config_lib.ConfigError) as error:
+    modes.EfficientConfig(model_dir="m", head_width=0, dropout=1.0,
+                          label_fraction=2.0).validate()
+  assert sorted(p.split()[0] for p in str(error.value).split("; ")) == [
+      "--dropout", "--head_width", "--label_fraction"]
+
+
+def test_a_run_is_described_as_a_user_reads_it():
+  record = {"dataset": "cifar10", "test_split": "test", "test_top1": 0.5,
+            "test_top5": 0.9, "label_fraction": 1.0}
+  assert registry.get("linear").describe(record) == (
+      "A.3 linear probe on cifar10 test with 100% of the labels: top-1 "
+      "0.5000, top-5 0.9000")
+  assert registry.get("probe").describe(
+      {**record, "label_fraction": 0.01, "method": "random_probe",
+       "probe_pool": "grid"}).startswith(
+           "Linear probe on a random encoder (grid readout) on cifar10 test "
+           "with 1% of the labels")

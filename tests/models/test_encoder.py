@@ -3,6 +3,7 @@ import pytest
 import tensorflow as tf
 
 from cpc_tf.models import encoder
+from cpc_tf.models import small_conv
 
 
 @pytest.mark.parametrize("name,millions", [
@@ -78,3 +79,15 @@ def test_resnet101_wide_has_four_stages():
   config = encoder.encoder_config("resnet101_wide")
   assert [b for b, _, _ in config.stages] == [3, 4, 46, 3]
   assert config.stages[2] == (46, 512, 4096) and config.output_dim == 2048
+
+
+def test_the_convolutions_compute_as_the_config_says():
+  """small_map_matmul reaches every convolution where the encoder is built
+  (no switch shared by all layers): 16-pixel maps as matrix products, or
+  TF's Conv2D everywhere."""
+  for matmul, pixels in ((True, 16), (False, 0)):
+    model = encoder.build_encoder(encoder.encoder_config(
+        "resnet50", 8, (1, 1), small_map_matmul=matmul))
+    convs = [layer for layer in model._flatten_layers()  # pylint: disable=protected-access
+             if isinstance(layer, small_conv.SmallMapConv2D)]
+    assert convs and {layer.max_pixels for layer in convs} == {pixels}
