@@ -104,11 +104,11 @@ flags.DEFINE_bool("max_batch", False, "Instead of timing, find the largest "
                   "MB resident, for each case and variant.")
 flags.DEFINE_bool("profile", False, "Also trace one step with the TF "
                   "profiler and report the self-time by op type.")
-flags.DEFINE_enum("onednn", "on", ["on", "off", "tf_default"],
+flags.DEFINE_enum("onednn", "on", ["on", "off", "default"],
                   "TF's oneDNN CPU kernels in the measured processes "
                   "(TF_ENABLE_ONEDNN_OPTS): on, as the scripts run (cpc_tf "
-                  "turns them on); off; tf_default, TF's own choice for "
-                  "this CPU (off on AVX2-only CPUs).")
+                  "turns them on); off; default, TF's own choice for this "
+                  "CPU (off on AVX2-only CPUs).")
 flags.DEFINE_integer("max_batch_probe", 16, "--max_batch: the first two "
                      "batches measured are this and twice this.")
 
@@ -276,7 +276,7 @@ def run_one(case: str, variant: str, *extra: str) -> dict:
   """measure() in a fresh process, so that peak memory is this run's."""
   env = dict(os.environ)
   env.pop("TF_ENABLE_ONEDNN_OPTS", None)
-  if flags.FLAGS.onednn != "tf_default":
+  if flags.FLAGS.onednn != "default":
     env["TF_ENABLE_ONEDNN_OPTS"] = "1" if flags.FLAGS.onednn == "on" else "0"
   proc = subprocess.run(
       [sys.executable, __file__, f"--one={case}", *CASES[case],
