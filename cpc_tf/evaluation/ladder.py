@@ -34,6 +34,15 @@ def rung_name(flagfile: str) -> str:
   return stem.split("_", 1)[-1]
 
 
+def rung_order(flagfile: str, index: int) -> int:
+  """flags/ladder/3_bu.cfg -> 3: a rung's place in the ladder, from its
+  file's number (so that a later run of some rungs, e.g. a second seed,
+  keeps their places); a file without one takes its place in the list."""
+  stem = os.path.splitext(os.path.basename(flagfile))[0]
+  number = stem.split("_", 1)[0]
+  return int(number) if number.isdigit() and "_" in stem else index
+
+
 def rung_label(name: str) -> str:
   return "CPC v1" if name == "v1" else f"+{name.upper()}"
 
@@ -65,8 +74,8 @@ def rung_configs(flagfiles: Sequence[str], out_dir: str, train_steps: int,
   (<out_dir>/<rung>_seed<seed>); every flagfile parsed and validated
   before any work."""
   runs, names = [], []
-  for order, flagfile in enumerate(flagfiles):
-    name = rung_name(flagfile)
+  for index, flagfile in enumerate(flagfiles):
+    name, order = rung_name(flagfile), rung_order(flagfile, index)
     if name in names:
       raise config_lib.ConfigError(f"two rungs are named {name!r}")
     names.append(name)

@@ -211,8 +211,33 @@ def readouts_block(data: Records) -> str:
       rows.append([name, f"{fraction:.0%}", cell(cpc), cell(random, True),
                    cell(pixels), lead(cpc, random, over_best=True),
                    lead(cpc, pixels)])
-  return table(["readout", "labels", "CPC", "random encoder", "pixels",
-                "− best random seed", "− pixels"], rows)
+  lines = [table(["readout", "labels", "CPC", "random encoder", "pixels",
+                  "− best random seed", "− pixels"], rows)]
+  timing = readout_timing(data)
+  if timing:
+    lines += ["", f"The grid readout's first all-label probe of the CPC "
+              f"encoder encoded every image: {timing['wall_seconds']:.0f} s "
+              f"in all, {timing['encode_seconds']:.0f} s of it encoding "
+              f"({timing['feature_dim']:,} features an image, the "
+              f"penalty chosen among {len(timing['probe_penalties'])})."]
+  check = data.all("readouts_grid4_penalty_check.jsonl")
+  if check:
+    pairs = []
+    for record in check:
+      before = data.readout(record["method"], record["probe_pool"],
+                            record["label_fraction"]).get(record["seed"])
+      pairs.append(f"{record['method'].split('_')[0]} {before:.1f} -> "
+                   f"{100 * record['test_top1']:.1f} (penalty "
+                   f"{record['penalty']:g})")
+    at_edge = [r for r in data.all("readouts_grid4.jsonl")
+               if r["label_fraction"] == 0.01 and r["probe_pool"] == "grid"]
+    strongest = sum(r["penalty"] == max(r["probe_penalties"])
+                    for r in at_edge)
+    lines += ["", f"At 1% the list's strongest penalty won in {strongest} of "
+              f"the {len(at_edge)} grid-readout probes; with penalties up to "
+              "10 (label seed 0, `readouts_grid4_penalty_check.jsonl`): "
+              + "; ".join(pairs) + "."]
+  return "\n".join(lines)
 
 
 def readout_timing(data: Records) -> Optional[dict]:

@@ -186,4 +186,8 @@ def test_the_ladder_refuses_what_it_sets(tmp_path, monkeypatch):
   assert [(name, config.seed, config.train_steps) for name, _, config
           in runs] == [("v1", 0, 5), ("v1", 1, 5), ("bu", 0, 5), ("bu", 1, 5)]
   assert runs[3][2].model_dir == str(tmp_path / "out" / "bu_seed1")
+  # A rung keeps its place when run alone (a second seed later).
+  assert [order for _, order, _ in runs] == [1, 1, 2, 2]
+  assert ladder.rung_configs(rungs[1:], str(tmp_path / "out"), 5, [1])[0][
+      1] == 2
   assert not os.path.exists(tmp_path / "out")
