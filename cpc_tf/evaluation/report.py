@@ -213,13 +213,17 @@ def readouts_block(data: Records) -> str:
                    lead(cpc, pixels)])
   lines = [table(["readout", "labels", "CPC", "random encoder", "pixels",
                   "− best random seed", "− pixels"], rows)]
-  timing = readout_timing(data)
-  if timing:
-    lines += ["", f"The grid readout's first all-label probe of the CPC "
-              f"encoder encoded every image: {timing['wall_seconds']:.0f} s "
-              f"in all, {timing['encode_seconds']:.0f} s of it encoding "
-              f"({timing['feature_dim']:,} features an image, the "
-              f"penalty chosen among {len(timing['probe_penalties'])})."]
+  timings = data.all("readouts_grid4_timing.jsonl")
+  if timings:
+    lines += ["", "The grid readout's all-label probe of the CPC encoder, "
+              "feature extraction included, alone on 2 cores "
+              f"({timings[0]['feature_dim']:,} features an image, "
+              f"{len(timings[0]['probe_penalties'])} penalties, "
+              f"{timings[0]['probe_steps']} steps; "
+              "`readouts_grid4_timing.jsonl`): " + "; ".join(
+                  f"{t['process_wall_seconds']:.0f} s for the process, "
+                  f"{t['encode_seconds']:.0f} s of it encoding, with "
+                  f"{t['solver']}" for t in timings) + "."]
   check = data.all("readouts_grid4_penalty_check.jsonl")
   if check:
     pairs = []
