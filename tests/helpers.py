@@ -11,6 +11,7 @@ from cpc_tf.configs import pretrain as config_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(REPO), "shared")
+FRUIT = os.path.join(SHARED, "data", "fruit_detection")
 TFDS_DIR = os.environ.get("TFDS_DATA_DIR", os.path.join(SHARED, "tfds"))
 
 # A CPC model small enough to pretrain in seconds: 16x16 crops of the first

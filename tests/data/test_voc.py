@@ -8,10 +8,8 @@ import pytest
 
 from cpc_tf.evaluation import retinanet
 from cpc_tf.data import voc
+from helpers import FRUIT
 from helpers import voc_xml as xml
-
-FRUIT = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
-                     "fruit_detection")
 
 
 def write(folder, stem, image, annotation, ext="png"):
@@ -20,7 +18,6 @@ def write(folder, stem, image, annotation, ext="png"):
     f.write(annotation)
 
 
-@pytest.mark.skipif(not os.path.isdir(FRUIT), reason="needs ../shared/data")
 def test_fruit_set_loads_with_sizes_from_the_images():
   train, report = voc.load(FRUIT, "train")
   test, test_report = voc.load(FRUIT, "test")

@@ -14,9 +14,7 @@ from cpc_tf.serving import encoder_dir
 from cpc_tf.data import voc
 from cpc_tf.configs import modes
 from cpc_tf.evaluation import registry
-from helpers import REPO, voc_xml
-
-FRUIT = os.path.join(os.path.dirname(REPO), "shared", "data", "fruit_detection")
+from helpers import FRUIT, voc_xml
 
 
 def tiny_voc(folder, count=6, size=(40, 48)):
@@ -145,7 +143,6 @@ def detect_with(config, **settings):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.path.isdir(FRUIT), reason="needs ../shared/data")
 def test_detection_end_to_end_on_the_fruit_set(pretrained):
   config, _ = pretrained
   record = detect_with(config, detection_data=FRUIT, batch_size=8,
