@@ -254,26 +254,51 @@ def readout_timing(data: Records) -> Optional[dict]:
   return None
 
 
+LADDER_RECORDS = "ladder_cifar10.jsonl"
+LADDER_FIGURES = {"docs/figures/ladder_cifar10_figure3.png": ladder.figure3,
+                  "docs/figures/ladder_cifar10_figure4.png":
+                  lambda rows: ladder.figure4(rows, 0.01)}
+
+
+def correlation(value: float) -> str:
+  return "not defined yet (too few rungs)" if np.isnan(value) else (
+      f"{value:+.2f}")
+
+
 def ladder_block(data: Records) -> str:
-  records = data.all("ladder_cifar10.jsonl")
-  if not records:
-    return "No ladder records yet."
-  rows = ladder.rows(records, 0.01)
-  claim = ladder.figure4_claim(rows)
-  times = {r["rung"]: r for r in data.all("ladder_step_times.jsonl")}
-  lines = [ladder.markdown_table(rows, 0.01),
-           table(["rung", "seconds a step, alone", "images/s, alone"],
-                 [[ladder.rung_label(name), f"{r['seconds_per_step']:.3f}",
-                   f"{r['images_per_second']:.0f}"]
-                  for name, r in times.items()]),
-           "",
-           f"Figure 4 on our rungs ({claim['rungs']} rungs): Spearman's rank "
-           f"correlation of prediction directions with the 1% probe "
-           f"{claim['directions_vs_few']:+.2f}; of the other steps' gains "
-           f"with all labels and with 1% "
-           f"({', '.join(claim['other_steps']) or 'none'}) "
-           f"{claim['all_gain_vs_few_gain']:+.2f}."]
+  lines = []
+  records = data.all(LADDER_RECORDS)
+  if records:
+    rows = ladder.rows(records, 0.01)
+    claim = ladder.figure4_claim(rows)
+    lines += [
+        ladder.markdown_table(rows, 0.01),
+        f"Figure 4 on our rungs ({claim['rungs']} rungs): Spearman's rank "
+        f"correlation of prediction directions with the 1% probe "
+        f"{correlation(claim['directions_vs_few'])}; of the other steps' "
+        f"gains with all labels and with 1% "
+        f"({', '.join(claim['other_steps']) or 'none yet'}) "
+        f"{correlation(claim['all_gain_vs_few_gain'])}.", "",
+        " ".join(f"![{os.path.basename(path)}]({os.path.relpath(path, 'docs')})"
+                 for path in LADDER_FIGURES), ""]
+  else:
+    lines += ["No ladder records yet.", ""]
+  times = data.all("ladder_step_times.jsonl")
+  lines.append(table(["rung", "seconds a step, alone", "images/s, alone"],
+                     [[ladder.rung_label(r["rung"]),
+                       f"{r['seconds_per_step']:.3f}",
+                       f"{r['images_per_second']:.0f}"] for r in times]))
   return "\n".join(lines)
+
+
+def write_ladder_figures(data: Records) -> None:
+  """Figures 3 and 4 from the ladder's records (PNG, not checked)."""
+  records = data.all(LADDER_RECORDS)
+  if records:
+    rows = ladder.rows(records, 0.01)
+    for path, draw in LADDER_FIGURES.items():
+      with open(path, "wb") as f:
+        f.write(draw(rows))
 
 
 def detection_block(data: Records) -> str:
@@ -421,6 +446,8 @@ def main(argv=None):
       if args.write:
         with open(path, "w") as f:
           f.write(rendered)
+  if args.write:
+    write_ladder_figures(data)
   if args.check and stale:
     print(f"{', '.join(stale)} differ from the tables of {args.records_dir}: "
           "run python -m cpc_tf.evaluation.report --write", file=sys.stderr)

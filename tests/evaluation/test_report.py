@@ -70,3 +70,32 @@ def test_readme_is_short_and_results_open_with_the_summary():
   cells = [cell for line in text.splitlines() if line.startswith("|")
            for cell in line.strip("|").split(" | ")]
   assert cells and max(len(cell) for cell in cells) <= 200
+
+
+def test_ladder_block_and_figures_from_a_first_rung(tmp_path, monkeypatch):
+  """One rung measured: its row, the correlations said to be undefined (not
+  "nan"), and both figures drawn where the block links them."""
+  rung = {"mode": "probe", "rung": "v1", "pretrain_seed": 0,
+          "ladder_order": 1, "architecture": "a", "random_init": False,
+          "pretrain_config": {"directions": 1}}
+  records = [{"kind": "ladder_pretrain", "rung": "v1", "pretrain_seed": 0,
+              "step": 2000, "loss": 7.1, "cpc_accuracy": 0.3,
+              "images_per_second": 200.0}]
+  records += [dict(rung, label_fraction=fraction, seed=seed, test_top1=top1)
+              for fraction, seed, top1 in [(1.0, 0, 0.5), (0.01, 0, 0.3),
+                                           (0.01, 1, 0.32)]]
+  records_dir = tmp_path / "docs" / "records"
+  records_dir.mkdir(parents=True)
+  (tmp_path / "docs" / "figures").mkdir()
+  with open(records_dir / report.LADDER_RECORDS, "w") as f:
+    f.writelines(json.dumps(r) + "\n" for r in records)
+  monkeypatch.chdir(tmp_path)
+  data = report.Records(str(records_dir))
+  block = report.ladder_block(data)
+  assert "| CPC v1 | 1 | 2000 | 200 | 7.10 | 30.0% | 50.0 (1) | 31.0 ± 1.4 (2)" in block
+  assert "nan" not in block and block.count("not defined yet") == 2
+  report.write_ladder_figures(data)
+  for path in report.LADDER_FIGURES:
+    assert f"]({os.path.relpath(path, 'docs')})" in block
+    with open(path, "rb") as f:
+      assert f.read().startswith(b"\x89PNG")
