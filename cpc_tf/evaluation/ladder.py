@@ -26,6 +26,13 @@ from cpc_tf.serving import encoder_dir
 
 # The paper's colours for 1, 2 and 4 prediction directions (Figure 3).
 DIRECTION_COLOURS = {1: "tab:orange", 2: "tab:green", 4: "tab:blue"}
+# The paper's gain of each step in ImageNet linear top-1 points (Section
+# 4.1 and Figure 3), to set beside the sign measured here.
+PAPER_GAINS = {"mc": 5.0, "bu": 2.0, "ln": 2.0, "rc": 3.0, "hp": 2.5,
+               "lp": 2.0, "pa": 4.5}
+# Adjacent rungs closer than this (points, all labels) get a second
+# pretraining seed before a step's sign is claimed.
+CLOSE = 2.0
 
 
 def rung_name(flagfile: str) -> str:
@@ -206,7 +213,7 @@ def markdown_table(table: Dict[str, List[Row]], few_fraction: float) -> str:
   """The ladder as a table: one line per rung and pretraining seed."""
   few = f"{few_fraction:.0%}"
   lines = [
-      f"| rung | directions | steps | images/s | InfoNCE | contrastive top-1 "
+      f"| rung | directions | steps | images/s in the run | InfoNCE | contrastive top-1 "
       f"| probe, 100% | probe, {few} | − random, 100% | − random, {few} |",
       "| --- |" + " --- |" * 9]
   for row in table["rungs"]:
@@ -234,6 +241,37 @@ def markdown_table(table: Dict[str, List[Row]], few_fraction: float) -> str:
   for row in table["random"]:
     lines.append(f"| {row.architecture} | {mean_sd(row.all_labels)} | "
                  f"{mean_sd(row.few_labels)} |")
+  return "\n".join(lines) + "\n"
+
+
+def steps_table(table: Dict[str, List[Row]], few_fraction: float) -> str:
+  """Each step against the rung before it, over their pretraining seeds'
+  means: the gain with all labels and with few, beside the paper's."""
+  by_name = collections.defaultdict(list)
+  for row in table["rungs"]:
+    if row.all_labels and row.few_labels:
+      by_name[row.name].append(row)
+  names = list(by_name)
+  lines = [f"| step | pretraining seeds | gain, 100% | gain, {few_fraction:.0%}"
+           " | the paper's gain (ImageNet, 100%) | sign |",
+           "| --- |" + " --- |" * 5]
+  for before, after in zip(names, names[1:]):
+    gains = [100 * (np.mean([getattr(r, part) for r in by_name[after]])
+                    - np.mean([getattr(r, part) for r in by_name[before]]))
+             for part in ("all_mean", "few_mean")]
+    seeds = min(len(by_name[before]), len(by_name[after]))
+    paper = PAPER_GAINS.get(after)
+    if abs(gains[0]) < CLOSE:
+      sign = ("within 2 points: a second pretraining seed first"
+              if seeds < 2 else "within 2 points")
+    elif paper is None:
+      sign = "–"
+    else:
+      sign = "as the paper's" if gains[0] * paper > 0 else "the paper's opposite"
+    lines.append(f"| {rung_label(after)} | {seeds} | {gains[0]:+.1f} | "
+                 f"{gains[1]:+.1f} | "
+                 + (f"{paper:+.1f}" if paper is not None else "–")
+                 + f" | {sign} |")
   return "\n".join(lines) + "\n"
 
 
@@ -283,6 +321,10 @@ def first_seed(rungs: Sequence[Row]) -> List[Row]:
   return kept
 
 
+def direction_label(directions: int) -> str:
+  return f"{directions} direction" + ("s" if directions > 1 else "")
+
+
 def _png(figure) -> bytes:
   from matplotlib import pyplot  # pylint: disable=g-import-not-at-top
   buffer = io.BytesIO()
@@ -303,6 +345,7 @@ def figure3(table: Dict[str, List[Row]]) -> bytes:
   their values as dots), coloured by directions; a dashed line over the
   rungs of each architecture at its random encoder's mean."""
   pyplot = _pyplot()
+  from matplotlib import patches  # pylint: disable=g-import-not-at-top
   figure, axes = pyplot.subplots(figsize=(7, 4))
   names = list(dict.fromkeys(r.name for r in table["rungs"]))
   for i, name in enumerate(names):
@@ -323,15 +366,16 @@ def figure3(table: Dict[str, List[Row]]) -> bytes:
                   colors="k", linestyles="dashed",
                   label=None if labelled else "random encoder")
       labelled.add(True)
-  for directions, colour in DIRECTION_COLOURS.items():
-    axes.bar([], [], color=colour, label=f"{directions} direction"
-             + ("s" if directions > 1 else ""))
+  handles, _ = axes.get_legend_handles_labels()
+  # Legend patches drawn, not empty bars (whose legend colour is the cycle's).
+  handles += [patches.Patch(color=colour, label=direction_label(directions))
+              for directions, colour in DIRECTION_COLOURS.items()]
   axes.set_xticks(range(len(names)), [rung_label(n) for n in names])
   axes.set_ylabel("linear probe, all labels (top-1 %)")
   low = min([100 * r.all_mean for r in table["rungs"] + table["random"]
              if r.all_labels] or [0])
   axes.set_ylim(max(0, low - 5), None)
-  axes.legend(fontsize="small", loc="upper left")
+  axes.legend(handles=handles, fontsize="small", loc="upper left")
   axes.grid(True, axis="y", alpha=0.3)
   return _png(figure)
 
@@ -350,8 +394,7 @@ def figure4(table: Dict[str, List[Row]], few_fraction: float) -> bytes:
                                          100 * row.few_mean),
                   textcoords="offset points", xytext=(4, 4), fontsize=8)
   for directions, colour in DIRECTION_COLOURS.items():
-    axes.plot([], [], "o", color=colour, label=f"{directions} direction"
-              + ("s" if directions > 1 else ""))
+    axes.plot([], [], "o", color=colour, label=direction_label(directions))
   axes.set_xlabel("linear probe, all labels (top-1 %)")
   axes.set_ylabel(f"linear probe, {few_fraction:.0%} of the labels (top-1 %)")
   axes.legend(fontsize="small")
@@ -366,6 +409,7 @@ def write_report(out_dir: str, records: Sequence[dict],
   table = rows(records, few_fraction)
   claim = figure4_claim(table)
   text = (markdown_table(table, few_fraction) + "\n"
+          + steps_table(table, few_fraction) + "\n"
           + json.dumps(claim, indent=2) + "\n")
   outputs = {"ladder.md": text, "figure3.png": figure3(table),
              "figure4.png": figure4(table, few_fraction)}

@@ -273,7 +273,8 @@ def ladder_block(data: Records) -> str:
     claim = ladder.figure4_claim(rows)
     lines += [
         ladder.markdown_table(rows, 0.01),
-        f"Figure 4 on our rungs ({claim['rungs']} rungs): Spearman's rank "
+        ladder.steps_table(rows, 0.01),
+        f"Figure 4 on our rungs ({claim['rungs']} measured): Spearman's rank "
         f"correlation of prediction directions with the 1% probe "
         f"{correlation(claim['directions_vs_few'])}; of the other steps' "
         f"gains with all labels and with 1% "

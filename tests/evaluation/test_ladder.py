@@ -110,6 +110,26 @@ def test_table_figures_and_figure4_claim_from_records():
     assert png.startswith(b"\x89PNG")
 
 
+def test_steps_beside_the_papers_gains():
+  def row(name, all_labels, few_labels):
+    return ladder.Row(name=name, directions=1, architecture="a",
+                      all_labels=all_labels, few_labels=few_labels)
+  table = {"rungs": [row("v1", [0.40], [0.20]), row("mc", [0.35], [0.22]),
+                     row("bu", [0.36], [0.25]), row("bu", [0.37], [0.26]),
+                     row("ln", [0.37], [0.27]), row("ln", [0.36], [0.28]),
+                     row("rc", [0.45], [0.30])],
+           "random": []}
+  lines = ladder.steps_table(table, 0.01).splitlines()
+  # +MC: 5 points down where the paper gained 5.
+  assert lines[2] == "| +MC | 1 | -5.0 | +2.0 | +5.0 | the paper's opposite |"
+  # +BU against one seed of +MC: 36.5 - 35.0, too close for one seed.
+  assert lines[3] == ("| +BU | 1 | +1.5 | +3.5 | +2.0 | within 2 points: a "
+                      "second pretraining seed first |")
+  # +LN: two seeds each, level: a result, no further seed asked.
+  assert lines[4] == "| +LN | 2 | +0.0 | +2.0 | +2.0 | within 2 points |"
+  assert lines[5] == "| +RC | 1 | +8.5 | +2.5 | +3.0 | as the paper's |"
+
+
 def test_final_metrics_from_tensorboard(pretrained):
   config, _ = pretrained
   metrics = ladder.final_metrics(config.model_dir)
