@@ -244,34 +244,54 @@ def markdown_table(table: Dict[str, List[Row]], few_fraction: float) -> str:
   return "\n".join(lines) + "\n"
 
 
-def steps_table(table: Dict[str, List[Row]], few_fraction: float) -> str:
-  """Each step against the rung before it, over their pretraining seeds'
-  means: the gain with all labels and with few, beside the paper's."""
+@dataclasses.dataclass
+class Step:
+  """One step of the ladder: a rung against the rung before it, over their
+  pretraining seeds' means (points)."""
+  name: str
+  seeds: int
+  all_gain: float
+  few_gain: float
+  paper_gain: Optional[float]
+
+  @property
+  def verdict(self) -> str:
+    if abs(self.all_gain) < CLOSE:
+      return ("within 2 points: a second pretraining seed first"
+              if self.seeds < 2 else "within 2 points")
+    if self.paper_gain is None:
+      return "–"
+    return ("as the paper's" if self.all_gain * self.paper_gain > 0
+            else "the paper's opposite")
+
+
+def steps(table: Dict[str, List[Row]]) -> List[Step]:
   by_name = collections.defaultdict(list)
   for row in table["rungs"]:
     if row.all_labels and row.few_labels:
       by_name[row.name].append(row)
   names = list(by_name)
-  lines = [f"| step | pretraining seeds | gain, 100% | gain, {few_fraction:.0%}"
-           " | the paper's gain (ImageNet, 100%) | sign |",
-           "| --- |" + " --- |" * 5]
+  result = []
   for before, after in zip(names, names[1:]):
     gains = [100 * (np.mean([getattr(r, part) for r in by_name[after]])
                     - np.mean([getattr(r, part) for r in by_name[before]]))
              for part in ("all_mean", "few_mean")]
-    seeds = min(len(by_name[before]), len(by_name[after]))
-    paper = PAPER_GAINS.get(after)
-    if abs(gains[0]) < CLOSE:
-      sign = ("within 2 points: a second pretraining seed first"
-              if seeds < 2 else "within 2 points")
-    elif paper is None:
-      sign = "–"
-    else:
-      sign = "as the paper's" if gains[0] * paper > 0 else "the paper's opposite"
-    lines.append(f"| {rung_label(after)} | {seeds} | {gains[0]:+.1f} | "
-                 f"{gains[1]:+.1f} | "
+    result.append(Step(after, min(len(by_name[before]), len(by_name[after])),
+                       *gains, PAPER_GAINS.get(after)))
+  return result
+
+
+def steps_table(table: Dict[str, List[Row]], few_fraction: float) -> str:
+  """Each step's gains with all labels and with few, beside the paper's."""
+  lines = [f"| step | pretraining seeds | gain, 100% | gain, {few_fraction:.0%}"
+           " | the paper's gain (ImageNet, 100%) | sign |",
+           "| --- |" + " --- |" * 5]
+  for step in steps(table):
+    paper = step.paper_gain
+    lines.append(f"| {rung_label(step.name)} | {step.seeds} | "
+                 f"{step.all_gain:+.1f} | {step.few_gain:+.1f} | "
                  + (f"{paper:+.1f}" if paper is not None else "–")
-                 + f" | {sign} |")
+                 + f" | {step.verdict} |")
   return "\n".join(lines) + "\n"
 
 

@@ -355,6 +355,9 @@ def summary_block(data: Records) -> str:
         f": {mean(cpc_grid):.1f}% and {lead(cpc_grid, random_grid, True)} "
         f"over the best random seed (target: 60% and +15)",
         "[3](#3-spatial-readouts)"])
+  ladder_records = data.all(LADDER_RECORDS)
+  if ladder_records:
+    rows.append(ladder_summary(ladder.rows(ladder_records, 0.01)))
   rows.append([
       "CPC helps most with few labels (Figure 1)",
       "1% of the labels (450 images): A.3 probe; ResNet head (fixed)",
@@ -370,6 +373,34 @@ def summary_block(data: Records) -> str:
       "[2](#2-few-labels-figure-1)"])
   return table(["claim (paper)", "our setting", "CPC", "random encoder",
                 "pixels", "the paper's", "verdict", "section"], rows)
+
+
+def ladder_summary(rows: Dict[str, list]) -> List[str]:
+  """The summary's Figure 3 row: the first and last rung measured, the
+  last one's random encoder, and how many steps went the paper's way."""
+  rungs = ladder.first_seed(rows["rungs"])
+  first, last = rungs[0], rungs[-1]
+  random = ladder.random_baseline(rows, last.architecture)
+  verdicts = [step.verdict for step in ladder.steps(rows)]
+  counts = [(verdicts.count("as the paper's"), "as the paper's"),
+            (verdicts.count("the paper's opposite"), "the opposite"),
+            (sum(v.startswith("within") for v in verdicts),
+             "within 2 points (second pretraining seeds pending)"
+             if any(v.endswith("first") for v in verdicts) else
+             "within 2 points")]
+  return [
+      "Each step from CPC v1 to v2 raises linear accuracy (Figure 3)",
+      "CIFAR-10, the ladder on the 4x4 recipe, "
+      + (f"{first.pretrain['step']:,} steps a rung, " if first.pretrain
+         else "") + "A.3 probe, all labels",
+      "; ".join(f"{ladder.rung_label(r.name)} {100 * r.all_mean:.1f}"
+                for r in ([first] if first is last else [first, last])),
+      cell({i: 100 * v for i, v in enumerate(random.all_labels)}, True)
+      if random else "–", "–", "48.7% (v1) to 71.5% (v2), ImageNet",
+      f"{len(verdicts)} of {len(ladder.PAPER_GAINS)} steps measured"
+      + (": " + ", ".join(f"{n} {what}" for n, what in counts if n)
+         if verdicts else ""),
+      "[4](#4-the-ladder-from-cpc-v1-to-v2-figures-3-and-4)"]
 
 
 def readme_block(data: Records) -> str:

@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 
+from cpc_tf.evaluation import ladder
 from cpc_tf.evaluation import report
 from helpers import REPO
 
@@ -72,9 +73,10 @@ def test_readme_is_short_and_results_open_with_the_summary():
   assert cells and max(len(cell) for cell in cells) <= 200
 
 
-def test_ladder_block_and_figures_from_a_first_rung(tmp_path, monkeypatch):
-  """One rung measured: its row, the correlations said to be undefined (not
-  "nan"), and both figures drawn where the block links them."""
+def test_ladder_block_summary_and_figures_from_two_rungs(tmp_path, monkeypatch):
+  """Two rungs measured: their rows, the step beside the paper's, the
+  correlations said to be undefined (not "nan"), the summary's row, and
+  both figures drawn where the block links them."""
   rung = {"mode": "probe", "rung": "v1", "pretrain_seed": 0,
           "ladder_order": 1, "architecture": "a", "random_init": False,
           "pretrain_config": {"directions": 1}}
@@ -84,6 +86,10 @@ def test_ladder_block_and_figures_from_a_first_rung(tmp_path, monkeypatch):
   records += [dict(rung, label_fraction=fraction, seed=seed, test_top1=top1)
               for fraction, seed, top1 in [(1.0, 0, 0.5), (0.01, 0, 0.3),
                                            (0.01, 1, 0.32)]]
+  # +MC, 6 points up with all labels (the paper: +5).
+  records += [dict(rung, rung="mc", ladder_order=2, label_fraction=fraction,
+                   seed=0, test_top1=top1)
+              for fraction, top1 in [(1.0, 0.56), (0.01, 0.33)]]
   records_dir = tmp_path / "docs" / "records"
   records_dir.mkdir(parents=True)
   (tmp_path / "docs" / "figures").mkdir()
@@ -93,7 +99,11 @@ def test_ladder_block_and_figures_from_a_first_rung(tmp_path, monkeypatch):
   data = report.Records(str(records_dir))
   block = report.ladder_block(data)
   assert "| CPC v1 | 1 | 2000 | 200 | 7.10 | 30.0% | 50.0 (1) | 31.0 ± 1.4 (2)" in block
+  assert "| +MC | 1 | +6.0 | +2.0 | +5.0 | as the paper's |" in block
   assert "nan" not in block and block.count("not defined yet") == 2
+  summary = report.ladder_summary(ladder.rows(records, 0.01))
+  assert summary[2] == "CPC v1 50.0; +MC 56.0"
+  assert summary[6] == "1 of 7 steps measured: 1 as the paper's"
   report.write_ladder_figures(data)
   for path in report.LADDER_FIGURES:
     assert f"]({os.path.relpath(path, 'docs')})" in block
