@@ -249,6 +249,7 @@ class Step:
   """One step of the ladder: a rung against the rung before it, over their
   pretraining seeds' means (points)."""
   name: str
+  previous: str
   seeds: int
   all_gain: float
   few_gain: float
@@ -276,9 +277,21 @@ def steps(table: Dict[str, List[Row]]) -> List[Step]:
     gains = [100 * (np.mean([getattr(r, part) for r in by_name[after]])
                     - np.mean([getattr(r, part) for r in by_name[before]]))
              for part in ("all_mean", "few_mean")]
-    result.append(Step(after, min(len(by_name[before]), len(by_name[after])),
+    result.append(Step(after, before,
+                       min(len(by_name[before]), len(by_name[after])),
                        *gains, PAPER_GAINS.get(after)))
   return result
+
+
+def close_rungs(table: Dict[str, List[Row]], within: float) -> List[str]:
+  """The rungs, in ladder order, of each step whose all-label gain is under
+  `within` points measured with one pretraining seed: those that want a
+  second one (both rungs of such a step)."""
+  names = []
+  for step in steps(table):
+    if abs(step.all_gain) < within and step.seeds < 2:
+      names += [n for n in (step.previous, step.name) if n not in names]
+  return names
 
 
 def steps_table(table: Dict[str, List[Row]], few_fraction: float) -> str:

@@ -128,6 +128,9 @@ def test_steps_beside_the_papers_gains():
   # +LN: two seeds each, level: a result, no further seed asked.
   assert lines[4] == "| +LN | 2 | +0.0 | +2.0 | +2.0 | within 2 points |"
   assert lines[5] == "| +RC | 1 | +8.5 | +2.5 | +3.0 | as the paper's |"
+  # A second seed for both rungs of a close step measured once: +BU's.
+  assert ladder.close_rungs(table, 2.0) == ["mc", "bu"]
+  assert ladder.close_rungs(table, 10.0) == ["v1", "mc", "bu", "ln", "rc"]
 
 
 def test_final_metrics_from_tensorboard(pretrained):
@@ -188,6 +191,18 @@ def test_run_ladder_killed_in_the_second_rung_resumes_it(tmp_path, tfds_dir):
   assert [r["step"] for r in pretraining] == [40, 40]
   assert (out_dir / "figure3.png").read_bytes().startswith(b"\x89PNG")
   assert "| +BU | 2 | 40 |" in (out_dir / "ladder.md").read_text()
+
+  # Every step "close": both rungs once more with pretraining seed 1.
+  third = run_script("run_ladder.py", *args, "--second_seed_within=100",
+                     env=env)
+  assert third.returncode == 0, third.stderr[-3000:]
+  assert ("[ladder] steps within 100.0 points: a second pretraining seed of "
+          "v1, bu") in third.stdout
+  records = results_lib.read(str(out_dir / "results.jsonl"))[10:]
+  assert [(r.get("rung"), r.get("pretrain_seed")) for r in records] == (
+      [("v1", 1)] * 4 + [("bu", 1)] * 4)
+  assert "| +BU | 2 |" in (out_dir / "ladder.md").read_text().split(
+      "| step |")[1]
 
 
 def test_the_ladder_refuses_what_it_sets(tmp_path, monkeypatch):
