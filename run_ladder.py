@@ -139,11 +139,10 @@ class LadderRun:
     keras.backend.clear_session()
 
 
-def second_seeds(pretrain_seeds):
+def second_seeds(results, pretrain_seeds):
   """The rungs of the steps closer than --second_seed_within, pretrained
   once more with the next seed (what the records already hold)."""
-  table = ladder.rows(records.read(FLAGS.results_file or os.path.join(
-      FLAGS.out_dir, records.RESULTS_FILE)), FLAGS.few_labels)
+  table = ladder.rows(records.read(results), FLAGS.few_labels)
   wanted = ladder.close_rungs(table, FLAGS.second_seed_within)
   if not wanted:
     return []
@@ -172,7 +171,7 @@ def main(argv):
     for name, order, config in runs:
       ladder_run.rung(name, order, config)
     if FLAGS.second_seed_within > 0:
-      for name, order, config in second_seeds(pretrain_seeds):
+      for name, order, config in second_seeds(results, pretrain_seeds):
         ladder_run.rung(name, order, config)
   except (config_lib.ConfigError, sources.DataError, flags.Error) as e:
     sys.exit(f"run_ladder.py: error: rung {name}: {e}; finished runs are "

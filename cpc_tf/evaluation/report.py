@@ -12,6 +12,7 @@ split, in percent.
 """
 
 import argparse
+import collections
 import json
 import os
 import re
@@ -255,9 +256,10 @@ def readout_timing(data: Records) -> Optional[dict]:
 
 
 LADDER_RECORDS = "ladder_cifar10.jsonl"
+LADDER_FEW_LABELS = 0.01          # flags/ladder/cifar10.cfg's --few_labels
 LADDER_FIGURES = {"docs/figures/ladder_cifar10_figure3.png": ladder.figure3,
                   "docs/figures/ladder_cifar10_figure4.png":
-                  lambda rows: ladder.figure4(rows, 0.01)}
+                  lambda rows: ladder.figure4(rows, LADDER_FEW_LABELS)}
 
 
 def correlation(value: float) -> str:
@@ -269,11 +271,11 @@ def ladder_block(data: Records) -> str:
   lines = []
   records = data.all(LADDER_RECORDS)
   if records:
-    rows = ladder.rows(records, 0.01)
+    rows = ladder.rows(records, LADDER_FEW_LABELS)
     claim = ladder.figure4_claim(rows)
     lines += [
-        ladder.markdown_table(rows, 0.01),
-        ladder.steps_table(rows, 0.01),
+        ladder.markdown_table(rows, LADDER_FEW_LABELS),
+        ladder.steps_table(rows, LADDER_FEW_LABELS),
         f"Figure 4 on our rungs ({claim['rungs']} measured): Spearman's rank "
         f"correlation of prediction directions with the 1% probe "
         f"{correlation(claim['directions_vs_few'])}; of the other steps' "
@@ -296,7 +298,7 @@ def write_ladder_figures(data: Records) -> None:
   """Figures 3 and 4 from the ladder's records (PNG, not checked)."""
   records = data.all(LADDER_RECORDS)
   if records:
-    rows = ladder.rows(records, 0.01)
+    rows = ladder.rows(records, LADDER_FEW_LABELS)
     for path, draw in LADDER_FIGURES.items():
       with open(path, "wb") as f:
         f.write(draw(rows))
@@ -357,7 +359,7 @@ def summary_block(data: Records) -> str:
         "[3](#3-spatial-readouts)"])
   ladder_records = data.all(LADDER_RECORDS)
   if ladder_records:
-    rows.append(ladder_summary(ladder.rows(ladder_records, 0.01)))
+    rows.append(ladder_summary(ladder.rows(ladder_records, LADDER_FEW_LABELS)))
   rows.append([
       "CPC helps most with few labels (Figure 1)",
       "1% of the labels (450 images): A.3 probe; ResNet head (fixed)",
@@ -381,13 +383,7 @@ def ladder_summary(rows: Dict[str, list]) -> List[str]:
   rungs = ladder.first_seed(rows["rungs"])
   first, last = rungs[0], rungs[-1]
   random = ladder.random_baseline(rows, last.architecture)
-  verdicts = [step.verdict for step in ladder.steps(rows)]
-  counts = [(verdicts.count("as the paper's"), "as the paper's"),
-            (verdicts.count("the paper's opposite"), "the opposite"),
-            (sum(v.startswith("within") for v in verdicts),
-             "within 2 points (second pretraining seeds pending)"
-             if any(v.endswith("first") for v in verdicts) else
-             "within 2 points")]
+  verdicts = collections.Counter(step.verdict for step in ladder.steps(rows))
   return [
       "Each step from CPC v1 to v2 raises linear accuracy (Figure 3)",
       "CIFAR-10, the ladder on the 4x4 recipe, "
@@ -397,9 +393,9 @@ def ladder_summary(rows: Dict[str, list]) -> List[str]:
                 for r in ([first] if first is last else [first, last])),
       cell({i: 100 * v for i, v in enumerate(random.all_labels)}, True)
       if random else "–", "–", "48.7% (v1) to 71.5% (v2), ImageNet",
-      f"{len(verdicts)} of {len(ladder.PAPER_GAINS)} steps measured"
-      + (": " + ", ".join(f"{n} {what}" for n, what in counts if n)
-         if verdicts else ""),
+      f"{sum(verdicts.values())} of {len(ladder.PAPER_GAINS)} steps "
+      "measured" + (": " + ", ".join(f"{n} {verdict}" for verdict, n
+                                     in verdicts.items()) if verdicts else ""),
       "[4](#4-the-ladder-from-cpc-v1-to-v2-figures-3-and-4)"]
 
 
