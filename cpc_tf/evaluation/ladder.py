@@ -254,6 +254,9 @@ class Step:
   all_gain: float
   few_gain: float
   paper_gain: Optional[float]
+  # How much the random encoder moved between the two rungs' architectures
+  # (all labels): the part of a step's gain that needs no pretraining.
+  random_change: Optional[float] = None
 
   @property
   def verdict(self) -> str:
@@ -267,6 +270,7 @@ class Step:
 
 
 def steps(table: Dict[str, List[Row]]) -> List[Step]:
+  """Each rung against the one before it (rungs with both probes only)."""
   by_name = collections.defaultdict(list)
   for row in table["rungs"]:
     if row.all_labels and row.few_labels:
@@ -277,9 +281,13 @@ def steps(table: Dict[str, List[Row]]) -> List[Step]:
     gains = [100 * (np.mean([getattr(r, part) for r in by_name[after]])
                     - np.mean([getattr(r, part) for r in by_name[before]]))
              for part in ("all_mean", "few_mean")]
+    randoms = [random_baseline(table, by_name[name][0].architecture)
+               for name in (before, after)]
+    random_change = (100 * (randoms[1].all_mean - randoms[0].all_mean)
+                     if all(r and r.all_labels for r in randoms) else None)
     result.append(Step(after, before,
                        min(len(by_name[before]), len(by_name[after])),
-                       *gains, PAPER_GAINS.get(after)))
+                       *gains, PAPER_GAINS.get(after), random_change))
   return result
 
 
@@ -297,12 +305,15 @@ def close_rungs(table: Dict[str, List[Row]], within: float) -> List[str]:
 def steps_table(table: Dict[str, List[Row]], few_fraction: float) -> str:
   """Each step's gains with all labels and with few, beside the paper's."""
   lines = [f"| step | pretraining seeds | gain, 100% | gain, {few_fraction:.0%}"
-           " | the paper's gain (ImageNet, 100%) | sign |",
-           "| --- |" + " --- |" * 5]
+           " | random encoder's change, 100% | the paper's gain (ImageNet, "
+           "100%) | sign |",
+           "| --- |" + " --- |" * 6]
   for step in steps(table):
-    paper = step.paper_gain
+    paper, random_change = step.paper_gain, step.random_change
     lines.append(f"| {rung_label(step.name)} | {step.seeds} | "
                  f"{step.all_gain:+.1f} | {step.few_gain:+.1f} | "
+                 + (f"{random_change:+.1f}" if random_change is not None
+                    else "–") + " | "
                  + (f"{paper:+.1f}" if paper is not None else "–")
                  + f" | {step.verdict} |")
   return "\n".join(lines) + "\n"

@@ -111,23 +111,33 @@ def test_table_figures_and_figure4_claim_from_records():
 
 
 def test_steps_beside_the_papers_gains():
-  def row(name, all_labels, few_labels):
-    return ladder.Row(name=name, directions=1, architecture="a",
+  def row(name, all_labels, few_labels, architecture="a"):
+    return ladder.Row(name=name, directions=1, architecture=architecture,
                       all_labels=all_labels, few_labels=few_labels)
   table = {"rungs": [row("v1", [0.40], [0.20]), row("mc", [0.35], [0.22]),
                      row("bu", [0.36], [0.25]), row("bu", [0.37], [0.26]),
                      row("ln", [0.37], [0.27]), row("ln", [0.36], [0.28]),
-                     row("rc", [0.45], [0.30])],
-           "random": []}
+                     row("rc", [0.45], [0.30], architecture="b")],
+           "random": [row("a", [0.30, 0.32], [0.1]),
+                      row("b", [0.335], [0.1], architecture="b")]}
   lines = ladder.steps_table(table, 0.01).splitlines()
-  # +MC: 5 points down where the paper gained 5.
-  assert lines[2] == "| +MC | 1 | -5.0 | +2.0 | +5.0 | the paper's opposite |"
+  # +MC: 5 points down where the paper gained 5; one architecture, so the
+  # random encoder did not move.
+  assert lines[2] == ("| +MC | 1 | -5.0 | +2.0 | +0.0 | +5.0 | the paper's "
+                      "opposite |")
   # +BU against one seed of +MC: 36.5 - 35.0, too close for one seed.
-  assert lines[3] == ("| +BU | 1 | +1.5 | +3.5 | +2.0 | within 2 points: a "
-                      "second pretraining seed first |")
+  assert lines[3] == ("| +BU | 1 | +1.5 | +3.5 | +0.0 | +2.0 | within 2 "
+                      "points: a second pretraining seed first |")
   # +LN: two seeds each, level: a result, no further seed asked.
-  assert lines[4] == "| +LN | 2 | +0.0 | +2.0 | +2.0 | within 2 points |"
-  assert lines[5] == "| +RC | 1 | +8.5 | +2.5 | +3.0 | as the paper's |"
+  assert lines[4] == ("| +LN | 2 | +0.0 | +2.0 | +0.0 | +2.0 | within 2 "
+                      "points |")
+  # +RC changes the architecture: its random encoder rose 33.5 - 31.0.
+  assert lines[5] == "| +RC | 1 | +8.5 | +2.5 | +2.5 | +3.0 | as the paper's |"
+  # Without a random encoder of an architecture the change is not known.
+  table["random"] = table["random"][:1]
+  assert ladder.steps(table)[-1].random_change is None
+  assert ladder.steps_table(table, 0.01).splitlines()[5].startswith(
+      "| +RC | 1 | +8.5 | +2.5 | – |")
   # A second seed for both rungs of a close step measured once: +BU's.
   assert ladder.close_rungs(table, 2.0) == ["mc", "bu"]
   assert ladder.close_rungs(table, 10.0) == ["v1", "mc", "bu", "ln", "rc"]
