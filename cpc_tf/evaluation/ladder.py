@@ -50,6 +50,11 @@ def rung_order(flagfile: str, index: int) -> int:
   return int(number) if number.isdigit() and "_" in stem else index
 
 
+def signed(points: float) -> str:
+  """+1.2, -0.3; a difference that rounds to zero is "+0.0", never "-0.0"."""
+  return f"{round(points, 1) + 0.0:+.1f}"
+
+
 def rung_label(name: str) -> str:
   return "CPC v1" if name == "v1" else f"+{name.upper()}"
 
@@ -221,8 +226,8 @@ def markdown_table(table: Dict[str, List[Row]], few_fraction: float) -> str:
     random = random_baseline(table, row.architecture)
     leads = ["–", "–"]
     if random and random.all_labels and random.few_labels:
-      leads = [f"{100 * (row.all_mean - random.all_mean):+.1f}",
-               f"{100 * (row.few_mean - random.few_mean):+.1f}"]
+      leads = [signed(100 * (row.all_mean - random.all_mean)),
+               signed(100 * (row.few_mean - random.few_mean))]
     rate = pretrain.get("images_per_second")
     lines.append(
         f"| {rung_label(row.name)}"
@@ -311,10 +316,10 @@ def steps_table(table: Dict[str, List[Row]], few_fraction: float) -> str:
   for step in steps(table):
     paper, random_change = step.paper_gain, step.random_change
     lines.append(f"| {rung_label(step.name)} | {step.seeds} | "
-                 f"{step.all_gain:+.1f} | {step.few_gain:+.1f} | "
-                 + (f"{random_change:+.1f}" if random_change is not None
+                 f"{signed(step.all_gain)} | {signed(step.few_gain)} | "
+                 + (signed(random_change) if random_change is not None
                     else "–") + " | "
-                 + (f"{paper:+.1f}" if paper is not None else "–")
+                 + (signed(paper) if paper is not None else "–")
                  + f" | {step.verdict} |")
   return "\n".join(lines) + "\n"
 

@@ -50,6 +50,11 @@ def test_each_rung_changes_only_what_its_name_says(monkeypatch):
       os.path.relpath(f, REPO) for f in LADDER) + "\n"]
 
 
+def test_signed_points_never_show_minus_zero():
+  assert [ladder.signed(p) for p in (1.24, -0.26, -0.03, 0.0, 2)] == [
+      "+1.2", "-0.3", "+0.0", "+0.0", "+2.0"]
+
+
 def test_spearman_against_numpy_ranks():
   rng = np.random.default_rng(0)
   x, y = rng.normal(size=20), rng.normal(size=20)
