@@ -341,12 +341,12 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
 
 
 def figure4_claim(table: Dict[str, List[Row]]) -> Dict[str, object]:
-  """Figure 4's two statements on our rungs (the first pretraining seed of
-  each): (1) more directions go with better few-label accuracy: the rank
+  """Figure 4's two statements on our rungs (pooled over their pretraining
+  seeds): (1) more directions go with better few-label accuracy: the rank
   correlation of directions with few-label accuracy; (2) the other changes'
   all-label gains do not predict their few-label gains: the rank
   correlation of the two gains over the steps that keep the directions."""
-  rungs = first_seed(table["rungs"])
+  rungs = pooled(table["rungs"])
   steps = [(b.all_mean - a.all_mean, b.few_mean - a.few_mean,
             rung_label(b.name)) for a, b in zip(rungs, rungs[1:])
            if a.directions == b.directions]
@@ -361,13 +361,22 @@ def figure4_claim(table: Dict[str, List[Row]]) -> Dict[str, object]:
   }
 
 
-def first_seed(rungs: Sequence[Row]) -> List[Row]:
-  seen, kept = set(), []
+def pooled(rungs: Sequence[Row]) -> List[Row]:
+  """One Row per rung, in ladder order, holding the probes of all its
+  pretraining seeds (each seed has as many probes, so a mean is the mean of
+  the seeds' means); rungs without both probes are left out."""
+  kept = {}
   for row in rungs:
-    if row.name not in seen and row.all_labels and row.few_labels:
-      seen.add(row.name)
-      kept.append(row)
-  return kept
+    if not (row.all_labels and row.few_labels):
+      continue
+    if row.name not in kept:
+      kept[row.name] = dataclasses.replace(
+          row, all_labels=list(row.all_labels),
+          few_labels=list(row.few_labels))
+    else:
+      kept[row.name].all_labels += row.all_labels
+      kept[row.name].few_labels += row.few_labels
+  return list(kept.values())
 
 
 def direction_label(directions: int) -> str:
@@ -431,10 +440,11 @@ def figure3(table: Dict[str, List[Row]]) -> bytes:
 
 def figure4(table: Dict[str, List[Row]], few_fraction: float) -> bytes:
   """PNG: few-label against all-label probe accuracy, a dot per rung
-  (error bars: sd over label seeds), coloured by directions."""
+  (error bars: sd over label and pretraining seeds), coloured by
+  directions."""
   pyplot = _pyplot()
   figure, axes = pyplot.subplots(figsize=(5.5, 4.5))
-  for row in first_seed(table["rungs"]):
+  for row in pooled(table["rungs"]):
     axes.errorbar(100 * row.all_mean, 100 * row.few_mean,
                   yerr=(100 * np.std(row.few_labels, ddof=1)
                         if len(row.few_labels) > 1 else None),

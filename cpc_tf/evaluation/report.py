@@ -378,9 +378,10 @@ def summary_block(data: Records) -> str:
 
 
 def ladder_summary(rows: Dict[str, list]) -> List[str]:
-  """The summary's Figure 3 row: the first and last rung measured, the
-  last one's random encoder, and how many steps went the paper's way."""
-  rungs = ladder.first_seed(rows["rungs"])
+  """The summary's Figure 3 row: the first and last rung measured (means
+  over their pretraining seeds), the last one's random encoder, and how
+  many steps went the paper's way."""
+  rungs = ladder.pooled(rows["rungs"])
   first, last = rungs[0], rungs[-1]
   random = ladder.random_baseline(rows, last.architecture)
   verdicts = collections.Counter(step.verdict for step in ladder.steps(rows))
@@ -424,11 +425,32 @@ def readme_block(data: Records) -> str:
                  data.readout("random_probe", "grid", 1.0),
                  data.readout("pixels_probe", "grid", 1.0), "–",
                  "3-spatial-readouts"))
+  cells = [[name, number(cpc), number(random), number(pixels), paper,
+            f"[RESULTS](docs/RESULTS.md#{anchor})"]
+           for name, cpc, random, pixels, paper, anchor in rows]
+  ladder_records = data.all(LADDER_RECORDS)
+  if ladder_records:
+    cells.append(ladder_readme_row(
+        ladder.rows(ladder_records, LADDER_FEW_LABELS)))
   return table(["CIFAR-10 top-1 %", "CPC", "random encoder", "pixels",
-                "the paper's", "details"],
-               [[name, number(cpc), number(random), number(pixels), paper,
-                 f"[RESULTS](docs/RESULTS.md#{anchor})"]
-                for name, cpc, random, pixels, paper, anchor in rows])
+                "the paper's", "details"], cells)
+
+
+def ladder_readme_row(rows: Dict[str, list]) -> List[str]:
+  """README's Figure 3 row: the first and the last rung (means over their
+  pretraining seeds) and their architectures' random encoders."""
+  rungs = ladder.pooled(rows["rungs"])
+  ends = [rungs[0], rungs[-1]]
+  randoms = [ladder.random_baseline(rows, r.architecture) for r in ends]
+  steps = (f", {ends[0].pretrain['step']:,} steps a rung"
+           if ends[0].pretrain else "")
+  return [f"The ladder from CPC v1 to {ladder.rung_label(ends[1].name)} "
+          f"(Figure 3), linear probe, all labels{steps}",
+          " → ".join(f"{100 * r.all_mean:.1f}" for r in ends),
+          " → ".join(f"{100 * r.all_mean:.1f}" if r else "–"
+                     for r in randoms),
+          "–", "48.7 → 71.5 (ImageNet)",
+          "[RESULTS](docs/RESULTS.md#4-the-ladder-from-cpc-v1-to-v2-figures-3-and-4)"]
 
 
 BLOCKS = {"summary": summary_block, "features": features_block,

@@ -115,6 +115,28 @@ def test_table_figures_and_figure4_claim_from_records():
     assert png.startswith(b"\x89PNG")
 
 
+def test_second_pretraining_seeds_pool_into_their_rung():
+  def row(name, all_labels, few_labels, directions):
+    return ladder.Row(name=name, directions=directions, architecture="a",
+                      all_labels=all_labels, few_labels=few_labels)
+  seeds = [row("v1", [0.40], [0.20, 0.22], 1),
+           row("bu", [0.44], [0.30, 0.32], 2),
+           row("bu", [0.50], [0.24, 0.26], 2),
+           row("ln", [0.45], [], 2),
+           row("hp", [0.52], [0.35, 0.33], 4)]
+  pooled = ladder.pooled(seeds)
+  # ln has no few-label probe yet; bu's two seeds in one row; the seeds'
+  # rows themselves untouched.
+  assert [r.name for r in pooled] == ["v1", "bu", "hp"]
+  assert pooled[1].all_labels == [0.44, 0.50]
+  assert pooled[1].few_mean == pytest.approx(0.28)
+  assert seeds[1].all_labels == [0.44]
+  claim = ladder.figure4_claim({"rungs": seeds, "random": []})
+  assert claim["rungs"] == 3
+  assert claim["directions_vs_few"] == pytest.approx(
+      ladder.spearman([1, 2, 4], [0.21, 0.28, 0.34]))
+
+
 def test_steps_beside_the_papers_gains():
   def row(name, all_labels, few_labels, architecture="a"):
     return ladder.Row(name=name, directions=1, architecture=architecture,

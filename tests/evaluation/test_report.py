@@ -105,6 +105,11 @@ def test_ladder_block_summary_and_figures_from_two_rungs(tmp_path, monkeypatch):
   summary = report.ladder_summary(ladder.rows(records, 0.01))
   assert summary[2] == "CPC v1 50.0; +MC 56.0"
   assert summary[6] == "1 of 7 steps measured: 1 as the paper's"
+  # README's row: first and last rung; no random encoder recorded.
+  readme_row = report.ladder_readme_row(ladder.rows(records, 0.01))
+  assert readme_row[:4] == [
+      "The ladder from CPC v1 to +MC (Figure 3), linear probe, all labels, "
+      "2,000 steps a rung", "50.0 → 56.0", "– → –", "–"]
   report.write_ladder_figures(data)
   for path in report.LADDER_FIGURES:
     assert f"]({os.path.relpath(path, 'docs')})" in block
