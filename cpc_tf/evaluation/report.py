@@ -262,6 +262,12 @@ LADDER_FIGURES = {"docs/figures/ladder_cifar10_figure3.png": ladder.figure3,
                   lambda rows: ladder.figure4(rows, LADDER_FEW_LABELS)}
 
 
+def ladder_rows(data: Records) -> Optional[Dict[str, list]]:
+  """The ladder's table from its records; None before it has any."""
+  records = data.all(LADDER_RECORDS)
+  return ladder.rows(records, LADDER_FEW_LABELS) if records else None
+
+
 def correlation(value: float) -> str:
   return "not defined yet (too few rungs)" if np.isnan(value) else (
       f"{value:+.2f}")
@@ -269,9 +275,8 @@ def correlation(value: float) -> str:
 
 def ladder_block(data: Records) -> str:
   lines = []
-  records = data.all(LADDER_RECORDS)
-  if records:
-    rows = ladder.rows(records, LADDER_FEW_LABELS)
+  rows = ladder_rows(data)
+  if rows:
     claim = ladder.figure4_claim(rows)
     lines += [
         ladder.markdown_table(rows, LADDER_FEW_LABELS),
@@ -296,9 +301,8 @@ def ladder_block(data: Records) -> str:
 
 def write_ladder_figures(data: Records) -> None:
   """Figures 3 and 4 from the ladder's records (PNG, not checked)."""
-  records = data.all(LADDER_RECORDS)
-  if records:
-    rows = ladder.rows(records, LADDER_FEW_LABELS)
+  rows = ladder_rows(data)
+  if rows:
     for path, draw in LADDER_FIGURES.items():
       with open(path, "wb") as f:
         f.write(draw(rows))
@@ -357,9 +361,9 @@ def summary_block(data: Records) -> str:
         f": {mean(cpc_grid):.1f}% and {lead(cpc_grid, random_grid, True)} "
         f"over the best random seed (target: 60% and +15)",
         "[3](#3-spatial-readouts)"])
-  ladder_records = data.all(LADDER_RECORDS)
-  if ladder_records:
-    rows.append(ladder_summary(ladder.rows(ladder_records, LADDER_FEW_LABELS)))
+  ladder_table = ladder_rows(data)
+  if ladder_table:
+    rows.append(ladder_summary(ladder_table))
   rows.append([
       "CPC helps most with few labels (Figure 1)",
       "1% of the labels (450 images): A.3 probe; ResNet head (fixed)",
@@ -428,10 +432,9 @@ def readme_block(data: Records) -> str:
   cells = [[name, number(cpc), number(random), number(pixels), paper,
             f"[RESULTS](docs/RESULTS.md#{anchor})"]
            for name, cpc, random, pixels, paper, anchor in rows]
-  ladder_records = data.all(LADDER_RECORDS)
-  if ladder_records:
-    cells.append(ladder_readme_row(
-        ladder.rows(ladder_records, LADDER_FEW_LABELS)))
+  ladder_table = ladder_rows(data)
+  if ladder_table:
+    cells.append(ladder_readme_row(ladder_table))
   return table(["CIFAR-10 top-1 %", "CPC", "random encoder", "pixels",
                 "the paper's", "details"], cells)
 
