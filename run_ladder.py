@@ -24,6 +24,7 @@ import cpc_tf  # pylint: disable=unused-import  # TF's environment, first
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 import keras
+import tensorflow as tf
 
 from cpc_tf.configs import command_line
 from cpc_tf.configs import pretrain as config_lib
@@ -178,7 +179,8 @@ def main(argv):
              f"kept in {results} and the same command continues from them")
   paths = ladder.write_report(FLAGS.out_dir, records.read(results),
                               FLAGS.few_labels)
-  print(open(paths[0]).read())
+  with tf.io.gfile.GFile(paths[0]) as f:      # ladder.md, on any filesystem
+    print(f.read())
   print("Report: " + ", ".join(paths))
 
 

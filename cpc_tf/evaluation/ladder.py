@@ -11,7 +11,6 @@ rank correlations.
 
 import collections
 import dataclasses
-import glob
 import io
 import json
 import os
@@ -125,8 +124,8 @@ def final_metrics(model_dir: str) -> Dict[str, float]:
   last logged step, that step, and the steps per second: the median over
   logging intervals (robust to the start-up and the pause of a resume)."""
   values, times = {}, {}
-  for path in sorted(glob.glob(os.path.join(model_dir, "train",
-                                            "events.out.tfevents.*"))):
+  for path in sorted(tf.io.gfile.glob(os.path.join(model_dir, "train",
+                                                   "events.out.tfevents.*"))):
     for event in tf.compat.v1.train.summary_iterator(path):
       for value in event.summary.value:
         number = float(tf.make_ndarray(value.tensor))

@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from cpc_tf.configs import pretrain as config_lib
 from cpc_tf.serving import encoder_dir
@@ -176,6 +177,12 @@ def test_final_metrics_from_tensorboard(pretrained):
   assert metrics["step"] == config.train_steps
   assert metrics["loss"] > 0 and 0 <= metrics["cpc_accuracy"] <= 1
   assert ladder.final_metrics(os.path.join(config.model_dir, "nothing")) == {}
+  # The same from another filesystem (gs:// on Cloud TPU; ram:// here).
+  remote = "ram://final_metrics"
+  for path in glob.glob(os.path.join(config.model_dir, "train", "*")):
+    tf.io.gfile.makedirs(remote + "/train")
+    tf.io.gfile.copy(path, f"{remote}/train/{os.path.basename(path)}")
+  assert ladder.final_metrics(remote) == metrics
 
 
 def write_rungs(tmp_path):
