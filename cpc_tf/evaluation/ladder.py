@@ -274,7 +274,8 @@ class Step:
 
 
 def steps(table: Dict[str, List[Row]]) -> List[Step]:
-  """Each rung against the one before it (rungs with both probes only)."""
+  """Each rung against the one before it (rungs with both probes only),
+  gains in points rounded to 0.1."""
   by_name = collections.defaultdict(list)
   for row in table["rungs"]:
     if row.all_labels and row.few_labels:
@@ -282,8 +283,10 @@ def steps(table: Dict[str, List[Row]]) -> List[Step]:
   names = list(by_name)
   result = []
   for before, after in zip(names, names[1:]):
-    gains = [100 * (np.mean([getattr(r, part) for r in by_name[after]])
-                    - np.mean([getattr(r, part) for r in by_name[before]]))
+    # Rounded as shown (0.1 points), so that a verdict reads off its row.
+    gains = [round(100 * (np.mean([getattr(r, part) for r in by_name[after]])
+                          - np.mean([getattr(r, part)
+                                     for r in by_name[before]])), 1)
              for part in ("all_mean", "few_mean")]
     randoms = [random_baseline(table, by_name[name][0].architecture)
                for name in (before, after)]

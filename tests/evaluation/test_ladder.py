@@ -166,6 +166,12 @@ def test_steps_beside_the_papers_gains():
   assert ladder.steps(table)[-1].random_change is None
   assert ladder.steps_table(table, 0.01).splitlines()[5].startswith(
       "| +RC | 1 | +8.5 | +2.5 | – |")
+  # A gain is judged as it is shown: 48.6 -> 46.61 is -1.99, shown -2.0,
+  # so not "within 2 points".
+  close = {"rungs": [row("bu", [0.4838], [0.2]), row("bu", [0.4882], [0.2]),
+                     row("ln", [0.4661], [0.2])], "random": []}
+  assert ladder.steps_table(close, 0.01).splitlines()[2] == (
+      "| +LN | 1 | -2.0 | +0.0 | – | +2.0 | the paper's opposite |")
   # A second seed for both rungs of a close step measured once: +BU's.
   assert ladder.close_rungs(table, 2.0) == ["mc", "bu"]
   assert ladder.close_rungs(table, 10.0) == ["v1", "mc", "bu", "ln", "rc"]
