@@ -14,7 +14,7 @@ import dataclasses
 import io
 import json
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -261,6 +261,9 @@ class Step:
   # How much the random encoder moved between the two rungs' architectures
   # (all labels): the part of a step's gain that needs no pretraining.
   random_change: Optional[float] = None
+  # The all-label gain of every pairing of the two rungs' pretraining
+  # seeds, lowest and highest: whether the seeds agree on the sign.
+  pair_range: Optional[Tuple[float, float]] = None
 
   @property
   def verdict(self) -> str:
@@ -292,9 +295,12 @@ def steps(table: Dict[str, List[Row]]) -> List[Step]:
                for name in (before, after)]
     random_change = (100 * (randoms[1].all_mean - randoms[0].all_mean)
                      if all(r and r.all_labels for r in randoms) else None)
+    pairs = [round(100 * (b.all_mean - a.all_mean), 1)
+             for a in by_name[before] for b in by_name[after]]
     result.append(Step(after, before,
                        min(len(by_name[before]), len(by_name[after])),
-                       *gains, PAPER_GAINS.get(after), random_change))
+                       *gains, PAPER_GAINS.get(after), random_change,
+                       (min(pairs), max(pairs)) if len(pairs) > 1 else None))
   return result
 
 
@@ -311,14 +317,17 @@ def close_rungs(table: Dict[str, List[Row]], within: float) -> List[str]:
 
 def steps_table(table: Dict[str, List[Row]], few_fraction: float) -> str:
   """Each step's gains with all labels and with few, beside the paper's."""
-  lines = [f"| step | pretraining seeds | gain, 100% | gain, {few_fraction:.0%}"
-           " | random encoder's change, 100% | the paper's gain (ImageNet, "
-           "100%) | sign |",
-           "| --- |" + " --- |" * 6]
+  lines = [f"| step | pretraining seeds | gain, 100% | seed pairs' gains, "
+           f"100% | gain, {few_fraction:.0%} | random encoder's change, 100% "
+           "| the paper's gain (ImageNet, 100%) | sign |",
+           "| --- |" + " --- |" * 7]
   for step in steps(table):
     paper, random_change = step.paper_gain, step.random_change
+    pairs = (f"{signed(step.pair_range[0])} to {signed(step.pair_range[1])}"
+             if step.pair_range else "–")
     lines.append(f"| {rung_label(step.name)} | {step.seeds} | "
-                 f"{signed(step.all_gain)} | {signed(step.few_gain)} | "
+                 f"{signed(step.all_gain)} | {pairs} | "
+                 f"{signed(step.few_gain)} | "
                  + (signed(random_change) if random_change is not None
                     else "–") + " | "
                  + (signed(paper) if paper is not None else "–")

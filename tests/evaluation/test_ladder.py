@@ -151,27 +151,30 @@ def test_steps_beside_the_papers_gains():
   lines = ladder.steps_table(table, 0.01).splitlines()
   # +MC: 5 points down where the paper gained 5; one architecture, so the
   # random encoder did not move.
-  assert lines[2] == ("| +MC | 1 | -5.0 | +2.0 | +0.0 | +5.0 | the paper's "
-                      "opposite |")
+  assert lines[2] == ("| +MC | 1 | -5.0 | – | +2.0 | +0.0 | +5.0 | the "
+                      "paper's opposite |")
   # +BU against one seed of +MC: 36.5 - 35.0, too close for one seed.
-  assert lines[3] == ("| +BU | 1 | +1.5 | +3.5 | +0.0 | +2.0 | within 2 "
-                      "points: a second pretraining seed first |")
-  # +LN: two seeds each, level: a result, no further seed asked.
-  assert lines[4] == ("| +LN | 2 | +0.0 | +2.0 | +0.0 | +2.0 | within 2 "
-                      "points |")
+  assert lines[3] == ("| +BU | 1 | +1.5 | +1.0 to +2.0 | +3.5 | +0.0 | +2.0 "
+                      "| within 2 points: a second pretraining seed first |")
+  # +LN: two seeds each, level: a result, no further seed asked; its four
+  # seed pairs disagree on the sign.
+  assert lines[4] == ("| +LN | 2 | +0.0 | -1.0 to +1.0 | +2.0 | +0.0 | +2.0 "
+                      "| within 2 points |")
   # +RC changes the architecture: its random encoder rose 33.5 - 31.0.
-  assert lines[5] == "| +RC | 1 | +8.5 | +2.5 | +2.5 | +3.0 | as the paper's |"
+  assert lines[5] == ("| +RC | 1 | +8.5 | +8.0 to +9.0 | +2.5 | +2.5 | +3.0 "
+                      "| as the paper's |")
   # Without a random encoder of an architecture the change is not known.
   table["random"] = table["random"][:1]
   assert ladder.steps(table)[-1].random_change is None
   assert ladder.steps_table(table, 0.01).splitlines()[5].startswith(
-      "| +RC | 1 | +8.5 | +2.5 | – |")
+      "| +RC | 1 | +8.5 | +8.0 to +9.0 | +2.5 | – |")
   # A gain is judged as it is shown: 48.6 -> 46.61 is -1.99, shown -2.0,
   # so not "within 2 points".
   close = {"rungs": [row("bu", [0.4838], [0.2]), row("bu", [0.4882], [0.2]),
                      row("ln", [0.4661], [0.2])], "random": []}
   assert ladder.steps_table(close, 0.01).splitlines()[2] == (
-      "| +LN | 1 | -2.0 | +0.0 | – | +2.0 | the paper's opposite |")
+      "| +LN | 1 | -2.0 | -2.2 to -1.8 | +0.0 | – | +2.0 | the paper's "
+      "opposite |")
   # A second seed for both rungs of a close step measured once: +BU's.
   assert ladder.close_rungs(table, 2.0) == ["mc", "bu"]
   assert ladder.close_rungs(table, 10.0) == ["v1", "mc", "bu", "ln", "rc"]

@@ -100,7 +100,7 @@ def test_ladder_block_summary_and_figures_from_two_rungs(tmp_path, monkeypatch):
   block = report.ladder_block(data)
   assert "| CPC v1 | 1 | 2000 | 200 | 7.10 | 30.0% | 50.0 (1) | 31.0 ± 1.4 (2)" in block
   # No random encoder recorded: its change between the rungs is unknown.
-  assert "| +MC | 1 | +6.0 | +2.0 | – | +5.0 | as the paper's |" in block
+  assert "| +MC | 1 | +6.0 | – | +2.0 | – | +5.0 | as the paper's |" in block
   assert "nan" not in block and block.count("not defined yet") == 2
   summary = report.ladder_summary(ladder.rows(records, 0.01))
   assert summary[2] == "CPC v1 50.0; +MC 56.0"
