@@ -372,6 +372,23 @@ def figure4_claim(table: Dict[str, List[Row]]) -> Dict[str, object]:
   }
 
 
+def seed_sd(rungs: Sequence[Row]) -> Tuple[float, int]:
+  """How far pretraining seeds move a rung's all-label probe: the pooled
+  sample standard deviation (points) over the rungs with two seeds or more,
+  and how many such rungs. A step between two rungs of n seeds each then
+  has a standard error of sd * sqrt(2 / n)."""
+  by_name = collections.defaultdict(list)
+  for row in rungs:
+    if row.all_labels:
+      by_name[row.name].append(100 * row.all_mean)
+  groups = [values for values in by_name.values() if len(values) > 1]
+  if not groups:
+    return float("nan"), 0
+  squares = sum(np.sum((np.asarray(v) - np.mean(v)) ** 2) for v in groups)
+  freedom = sum(len(v) - 1 for v in groups)
+  return float(np.sqrt(squares / freedom)), len(groups)
+
+
 def pooled(rungs: Sequence[Row]) -> List[Row]:
   """One Row per rung, in ladder order, holding the probes of all its
   pretraining seeds (each seed has as many probes, so a mean is the mean of

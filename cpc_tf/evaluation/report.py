@@ -273,6 +273,19 @@ def correlation(value: float) -> str:
       f"{value:+.2f}")
 
 
+def seed_spread(rows: Dict[str, list]) -> str:
+  """How much a pretraining seed moves a rung, and so what a step between
+  rungs of two seeds each can tell."""
+  sd, rungs = ladder.seed_sd(rows["rungs"])
+  if not rungs:
+    return "No rung has a second pretraining seed yet."
+  return (f"Pretraining seeds move a rung's all-label probe with a pooled "
+          f"standard deviation of {sd:.2f} points ({rungs} "
+          f"rung{'s' if rungs > 1 else ''} with two seeds): a step between two rungs of two seeds each has a "
+          f"standard error of as much, and the {ladder.CLOSE:.0f}-point rule "
+          f"is {ladder.CLOSE / sd:.1f} of them.")
+
+
 def ladder_block(data: Records) -> str:
   lines = []
   rows = ladder_rows(data)
@@ -287,6 +300,7 @@ def ladder_block(data: Records) -> str:
         f"gains with all labels and with 1% "
         f"({', '.join(claim['other_steps']) or 'none yet'}) "
         f"{correlation(claim['all_gain_vs_few_gain'])}.", "",
+        seed_spread(rows), "",
         " ".join(f"![{os.path.basename(path)}]({os.path.relpath(path, 'docs')})"
                  for path in LADDER_FIGURES), ""]
   else:

@@ -138,6 +138,20 @@ def test_second_pretraining_seeds_pool_into_their_rung():
       ladder.spearman([1, 2, 4], [0.21, 0.28, 0.34]))
 
 
+def test_pretraining_seed_spread_pooled_over_rungs():
+  def row(name, all_labels):
+    return ladder.Row(name=name, directions=1, architecture="a",
+                      all_labels=all_labels, few_labels=[0.1])
+  rungs = [row("v1", [0.40]), row("mc", [0.44]), row("mc", [0.46]),
+           row("bu", [0.50]), row("bu", [0.47]), row("bu", [0.47])]
+  sd, rungs_with_seeds = ladder.seed_sd(rungs)
+  # Pooled variance: squared deviations over (n - 1) summed over rungs.
+  mc, bu = np.array([44.0, 46.0]), np.array([50.0, 47.0, 47.0])
+  expected = np.sqrt((np.var(mc, ddof=1) * 1 + np.var(bu, ddof=1) * 2) / 3)
+  assert (sd, rungs_with_seeds) == (pytest.approx(expected), 2)
+  assert np.isnan(ladder.seed_sd(rungs[:2])[0])      # one seed each
+
+
 def test_steps_beside_the_papers_gains():
   def row(name, all_labels, few_labels, architecture="a"):
     return ladder.Row(name=name, directions=1, architecture=architecture,

@@ -102,6 +102,17 @@ def test_ladder_block_summary_and_figures_from_two_rungs(tmp_path, monkeypatch):
   # No random encoder recorded: its change between the rungs is unknown.
   assert "| +MC | 1 | +6.0 | – | +2.0 | – | +5.0 | as the paper's |" in block
   assert "nan" not in block and block.count("not defined yet") == 2
+  assert "No rung has a second pretraining seed yet." in block
+  # A second seed of +MC, 2 points above the first: sd = 2 / sqrt(2).
+  two_seeds = records + [
+      dict(rung, rung="mc", ladder_order=2, pretrain_seed=1,
+           label_fraction=fraction, seed=0, test_top1=top1)
+      for fraction, top1 in [(1.0, 0.58), (0.01, 0.33)]]
+  assert report.seed_spread(ladder.rows(two_seeds, 0.01)) == (
+      "Pretraining seeds move a rung's all-label probe with a pooled "
+      "standard deviation of 1.41 points (1 rung with two seeds): a step "
+      "between two rungs of two seeds each has a standard error of as much, "
+      "and the 2-point rule is 1.4 of them.")
   summary = report.ladder_summary(ladder.rows(records, 0.01))
   assert summary[2] == "CPC v1 50.0; +MC 56.0"
   assert summary[6] == "1 of 7 steps measured: 1 as the paper's"
