@@ -281,9 +281,10 @@ def seed_spread(rows: Dict[str, list]) -> str:
     return "No rung has a second pretraining seed yet."
   return (f"Pretraining seeds move a rung's all-label probe with a pooled "
           f"standard deviation of {sd:.2f} points ({rungs} "
-          f"rung{'s' if rungs > 1 else ''} with two seeds): a step between two rungs of two seeds each has a "
-          f"standard error of as much, and the {ladder.CLOSE:.0f}-point rule "
-          f"is {ladder.CLOSE / sd:.1f} of them.")
+          f"rung{'s' if rungs > 1 else ''} with two seeds): a step between "
+          f"two rungs of two seeds each has a standard error of as much, and "
+          f"the {ladder.CLOSE:.0f}-point rule is {ladder.CLOSE / sd:.1f} of "
+          f"them.")
 
 
 def ladder_block(data: Records) -> str:

@@ -100,7 +100,8 @@ def test_ladder_block_summary_and_figures_from_two_rungs(tmp_path, monkeypatch):
   block = report.ladder_block(data)
   assert "| CPC v1 | 1 | 2000 | 200 | 7.10 | 30.0% | 50.0 (1) | 31.0 ± 1.4 (2)" in block
   # No random encoder recorded: its change between the rungs is unknown.
-  assert "| +MC | 1 | +6.0 | – | +2.0 | – | +5.0 | as the paper's |" in block
+  assert ("| +MC | 1 | +6.0 | – | +2.0 | – | +5.0 | as the paper's |"
+          in block)
   assert "nan" not in block and block.count("not defined yet") == 2
   assert "No rung has a second pretraining seed yet." in block
   # A second seed of +MC, 2 points above the first: sd = 2 / sqrt(2).
