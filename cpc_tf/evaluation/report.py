@@ -275,16 +275,25 @@ def correlation(value: float) -> str:
 
 def seed_spread(rows: Dict[str, list]) -> str:
   """How much a pretraining seed moves a rung, and so what a step between
-  rungs of two seeds each can tell."""
+  rungs of two (and, once measured, three) seeds each can tell."""
   sd, rungs = ladder.seed_sd(rows["rungs"])
   if not rungs:
     return "No rung has a second pretraining seed yet."
-  return (f"Pretraining seeds move a rung's all-label probe with a pooled "
-          f"standard deviation of {sd:.2f} points ({rungs} "
-          f"rung{'s' if rungs > 1 else ''} with two seeds): a step between "
-          f"two rungs of two seeds each has a standard error of as much, and "
-          f"the {ladder.CLOSE:.0f}-point rule is {ladder.CLOSE / sd:.1f} of "
-          f"them.")
+  most = max(collections.Counter(r.name for r in rows["rungs"]
+                                 if r.all_labels).values())
+  sentence = (f"Pretraining seeds move a rung's all-label probe with a pooled "
+              f"standard deviation of {sd:.2f} points ({rungs} "
+              f"rung{'s' if rungs > 1 else ''} with two seeds"
+              f"{' or more' if most > 2 else ''}): a step between two rungs "
+              f"of two seeds each has a standard error of as much, and the "
+              f"{ladder.CLOSE:.0f}-point rule is {ladder.CLOSE / sd:.1f} of "
+              f"them")
+  if most < 3:
+    return sentence + "."
+  # A step's standard error between rungs of n seeds each: sd * sqrt(2 / n).
+  three = sd * np.sqrt(2 / 3)
+  return (sentence + f"; of three seeds each, {three:.2f} points, and the "
+          f"rule is {ladder.CLOSE / three:.1f} of them.")
 
 
 def ladder_block(data: Records) -> str:

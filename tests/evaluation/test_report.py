@@ -114,6 +114,19 @@ def test_ladder_block_summary_and_figures_from_two_rungs(tmp_path, monkeypatch):
       "standard deviation of 1.41 points (1 rung with two seeds): a step "
       "between two rungs of two seeds each has a standard error of as much, "
       "and the 2-point rule is 1.4 of them.")
+  # A third seed of +MC, level with the first: the step's standard error
+  # between rungs of three seeds each is sd * sqrt(2 / 3).
+  three_seeds = two_seeds + [
+      dict(record, pretrain_seed=2, test_top1=top1)
+      for record, top1 in zip(two_seeds[-2:], [0.56, 0.33])]
+  sd = np.std([56.0, 58.0, 56.0], ddof=1)
+  assert report.seed_spread(ladder.rows(three_seeds, 0.01)) == (
+      f"Pretraining seeds move a rung's all-label probe with a pooled "
+      f"standard deviation of {sd:.2f} points (1 rung with two seeds or "
+      f"more): a step between two rungs of two seeds each has a standard "
+      f"error of as much, and the 2-point rule is {2 / sd:.1f} of them; of "
+      f"three seeds each, {sd * np.sqrt(2 / 3):.2f} points, and the rule is "
+      f"{2 / (sd * np.sqrt(2 / 3)):.1f} of them.")
   summary = report.ladder_summary(ladder.rows(records, 0.01))
   assert summary[2] == "CPC v1 50.0; +MC 56.0"
   assert summary[6] == "1 of 7 steps measured: 1 as the paper's"
