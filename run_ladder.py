@@ -10,9 +10,10 @@ random encoder of each distinct architecture is probed the same way
 (--random_seeds, each its own label seed). Records go to --results_file;
 ladder.md, figure3.png and figure4.png to --out_dir. With
 --second_seed_within, the two rungs of every step closer than that are then
-pretrained and probed once more with the next pretraining seed. Resumable: a killed
-ladder resumes the rung it was in from its checkpoint, and every pretraining
-and probe already recorded with the same resolved settings is skipped.
+pretrained and probed once more with the next pretraining seed. Resumable: a
+killed ladder resumes the rung it was in from its checkpoint, and every
+pretraining and probe already recorded with the same resolved settings is
+skipped.
 """
 
 import dataclasses

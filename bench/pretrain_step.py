@@ -51,7 +51,8 @@ CASES = {
     "cifar10_session_grid7": ["--flagfile=flags/cifar10_cpu_session.cfg",
                               "--patch_stride=4", "--steps_to_ignore=2",
                               "--steps_to_predict=5"],
-    # The best CPU recipe so far: the session recipe on a non-overlapping 4x4 grid.
+    # The best CPU recipe so far: the session recipe on a non-overlapping
+    # 4x4 grid.
     "cifar10_grid4": ["--flagfile=flags/cifar10_cpu_grid4.cfg"],
     "resnet50_64px_batch4": [
         "--flagfile=flags/resnet50_imagenet.cfg", "--image_size=256",
@@ -90,7 +91,8 @@ MEMORY_BUDGET_MB = 8192
 # The pretraining flags, which the cases set.
 command_line.define_pretrain_flags()
 flags.DEFINE_list("cases", list(CASES), f"Configurations, from {list(CASES)}.")
-flags.DEFINE_list("variants", list(VARIANTS), f"Settings, from {list(VARIANTS)}.")
+flags.DEFINE_list("variants", list(VARIANTS),
+                  f"Settings, from {list(VARIANTS)}.")
 flags.DEFINE_integer("steps", 5, "Timed steps per configuration.")
 flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing, compiling); "
                      "at least 1. The median timed step is reported.")
@@ -287,7 +289,8 @@ def run_one(case: str, variant: str, *extra: str) -> dict:
   if proc.returncode:
     return {"case": case, "variant": variant,
             "error": proc.stderr.strip().splitlines()[-1:]}
-  return {"variant": variant, **json.loads(proc.stdout.strip().splitlines()[-1])}
+  last_line = proc.stdout.strip().splitlines()[-1]
+  return {"variant": variant, **json.loads(last_line)}
 
 
 def largest_batch(case: str, variant: str) -> dict:
@@ -309,7 +312,8 @@ def largest_batch(case: str, variant: str) -> dict:
     batch = int(batch * 0.9)
   return {"case": case, "variant": variant, "budget_mb": MEMORY_BUDGET_MB,
           "largest_batch": batch, "mb_per_image": per_image,
-          "peak_rss_mb_by_batch": {str(b): p for b, p in sorted(probes.items())}}
+          "peak_rss_mb_by_batch": {str(b): p
+                                   for b, p in sorted(probes.items())}}
 
 
 def main(argv):

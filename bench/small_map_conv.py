@@ -64,7 +64,8 @@ def main(argv):
       for size in map(int, FLAGS.sizes):
         inputs = tf.constant(rng.standard_normal(
             (FLAGS.maps, size, size, channels), np.float32))
-        conv = keras.layers.Conv2D(channels, kernel, padding="same", use_bias=False)
+        conv = keras.layers.Conv2D(channels, kernel, padding="same",
+                                   use_bias=False)
         matmul = small_conv.SmallMapConv2D(channels, kernel, padding="same",
                                            use_bias=False, max_pixels=64)
         conv.build(inputs.shape)

@@ -1,4 +1,5 @@
-"""Test set-up: two logical CPU devices, so MirroredStrategy has two replicas."""
+"""Test set-up: two logical CPU devices, so MirroredStrategy has two
+replicas."""
 
 import os
 

@@ -269,7 +269,8 @@ class ProbeConfig(EncoderOrSpec, RandomInit, Labels):
     if self.random_init and self.probe_features == "pixels":
       found.append("--random_init is for --probe_features=encoder")
     if self.probe_stride is not None and self.probe_stride < 1:
-      found.append(f"--probe_stride must be at least 1, got {self.probe_stride}")
+      found.append(f"--probe_stride must be at least 1, got "
+                   f"{self.probe_stride}")
     if self.probe_stride is not None and self.probe_features == "pixels":
       found.append("--probe_stride is for --probe_features=encoder")
     if not self.probe_penalties or min(self.probe_penalties) < 0:

@@ -1,4 +1,5 @@
-"""Pretraining configuration as data: one dataclass, saved as model_dir/config.json."""
+"""Pretraining configuration as data: one dataclass, saved as
+model_dir/config.json."""
 
 import dataclasses
 import json

@@ -6,7 +6,8 @@ import tensorflow as tf
 
 
 def grid_size(image_size: int, patch_size: int, stride: int) -> int:
-  """Number of patches along one side; the patches must tile the image exactly."""
+  """Number of patches along one side; the patches must tile the image
+  exactly."""
   if patch_size > image_size:
     raise ValueError(
         f"patch_size {patch_size} is larger than the image size {image_size}")
@@ -17,8 +18,10 @@ def grid_size(image_size: int, patch_size: int, stride: int) -> int:
   return (image_size - patch_size) // stride + 1
 
 
-def extract_patches(images: tf.Tensor, patch_size: int, stride: int) -> tf.Tensor:
-  """[B, S, S, C] -> [B, G, G, patch_size, patch_size, C], G = grid_size(S, ...).
+def extract_patches(images: tf.Tensor, patch_size: int,
+                    stride: int) -> tf.Tensor:
+  """[B, S, S, C] -> [B, G, G, patch_size, patch_size, C],
+  G = grid_size(S, ...).
 
   Patch (i, j) is images[:, i*stride : i*stride+patch_size, j*stride : ...].
   """

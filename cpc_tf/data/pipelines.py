@@ -1,4 +1,5 @@
-"""Input pipelines: dataset -> images -> (augmented) patch grids, per replica."""
+"""Input pipelines: dataset -> images -> (augmented) patch grids, per
+replica."""
 
 from typing import Optional
 
@@ -11,6 +12,7 @@ from cpc_tf.data import sources
 from cpc_tf.data.patches import PatchGrid
 
 AUTOTUNE = tf.data.AUTOTUNE
+NO_AUGMENT = augment_lib.PatchAugment()     # every per-patch augmentation off
 
 
 def random_crop_resize(image: tf.Tensor, size: int, min_area: float,
@@ -42,7 +44,8 @@ def center_crop(image: tf.Tensor, size: int, crop_fraction: float = 0.875
   short = tf.cast(tf.minimum(shape[0], shape[1]), tf.float32)
   scale = tf.cond(short <= size, lambda: size / short,
                   lambda: size / crop_fraction / short)
-  new_size = tf.cast(tf.math.ceil(tf.cast(shape[:2], tf.float32) * scale), tf.int32)
+  new_size = tf.cast(tf.math.ceil(tf.cast(shape[:2], tf.float32) * scale),
+                     tf.int32)
   image = tf.image.resize(image, new_size, antialias=True)
   top = (new_size[0] - size) // 2
   left = (new_size[1] - size) // 2
@@ -78,7 +81,7 @@ def augment_batch(augment: augment_lib.PatchAugment):
 def pretrain_dataset(name: str, split: str, data_dir: Optional[str],
                      grid: PatchGrid, global_batch_size: int,
                      min_crop_area: float = 0.35,
-                     augment: augment_lib.PatchAugment = augment_lib.PatchAugment(),
+                     augment: augment_lib.PatchAugment = NO_AUGMENT,
                      seed: Optional[int] = None,
                      input_context: Optional[tf.distribute.InputContext] = None
                      ) -> tf.data.Dataset:
@@ -114,7 +117,7 @@ def pretrain_dataset(name: str, split: str, data_dir: Optional[str],
 def classification_dataset(name: str, split: str, data_dir: Optional[str],
                            grid: PatchGrid, batch_size: int, train: bool,
                            min_crop_area: float = 0.35,
-                           augment: augment_lib.PatchAugment = augment_lib.PatchAugment(),
+                           augment: augment_lib.PatchAugment = NO_AUGMENT,
                            indices: Optional[np.ndarray] = None,
                            seed: Optional[int] = None) -> tf.data.Dataset:
   """(patches [b, G, G, p, p, 3], label) batches.

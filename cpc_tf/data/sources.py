@@ -47,7 +47,8 @@ class TFDSSource:
     try:
       self.num_examples = self.builder.info.splits[split].num_examples
     except (KeyError, ValueError) as e:
-      raise DataError(f"split {split!r} of {name!r} is not usable: {e}") from None
+      raise DataError(
+          f"split {split!r} of {name!r} is not usable: {e}") from None
     features = self.builder.info.features
     self.num_classes = (features["label"].num_classes
                         if "label" in features else 0)
@@ -92,7 +93,8 @@ class TFDSSource:
           lambda _, example: example)
 
     def to_example(example):
-      label = example["label"] if "label" in example else tf.constant(-1, tf.int64)
+      label = (example["label"] if "label" in example
+               else tf.constant(-1, tf.int64))
       return {"image": decode_rgb(example["image"]), "label": label}
     return dataset.map(to_example, num_parallel_calls=AUTOTUNE)
 
@@ -132,7 +134,8 @@ class FolderSource:
     bad = [p for p in paths if p not in good]
     if bad:
       logging.warning("Skipping %d of %d files in %s that do not decode as "
-                      "images, e.g. %s", len(bad), len(paths), self.root, bad[:3])
+                      "images, e.g. %s", len(bad), len(paths), self.root,
+                      bad[:3])
     self.skipped = bad
     self.paths = [p for p in paths if p in good]
     self._labels = np.array([l for p, l in zip(paths, labels) if p in good],

@@ -74,7 +74,8 @@ def parse_xml(text: str) -> Tuple[str, Tuple[int, int], list]:
     return float(value)
 
   size = root.find("size")
-  height_width = ((int(number(size, "height", 0)), int(number(size, "width", 0)))
+  height_width = ((int(number(size, "height", 0)),
+                   int(number(size, "width", 0)))
                   if size is not None else (0, 0))
   objects = []
   for obj in root.iter("object"):
@@ -83,7 +84,8 @@ def parse_xml(text: str) -> Tuple[str, Tuple[int, int], list]:
       raise ValueError("an <object> without <name> or <bndbox>")
     objects.append((obj.findtext("name").strip(),
                     bool(int(number(obj, "difficult", 0))),
-                    *(number(box, tag) for tag in ("xmin", "ymin", "xmax", "ymax"))))
+                    *(number(box, tag)
+                      for tag in ("xmin", "ymin", "xmax", "ymax"))))
   filename = (root.findtext("filename") or "").strip()
   return filename, height_width, objects
 
@@ -112,7 +114,8 @@ def _image_path(xml_path: str, folder: str, filename: str) -> Optional[str]:
   paths in the XML are often someone else's disk), else the XML's stem."""
   basename = filename.replace("\\", "/").split("/")[-1]
   stem = os.path.splitext(os.path.basename(xml_path))[0]
-  candidates = ([basename] if basename else []) + [stem + e for e in IMAGE_EXTENSIONS]
+  candidates = (([basename] if basename else [])
+                + [stem + e for e in IMAGE_EXTENSIONS])
   for name in candidates:
     if tf.io.gfile.exists(os.path.join(folder, name)):
       return os.path.join(folder, name)

@@ -60,7 +60,8 @@ def use_clean_statistics(model: PatchClassifier, clean: tf.data.Dataset):
   """Fixes the linear head's test-time normalisation to the statistics of
   the latents of `clean`, (patches, label) batches of evaluation views.
   Training still normalises with each batch's statistics (A.3)."""
-  statistics = feature_cache.cache_features(feature_cache.latent_cells(model.encoder), clean)
+  statistics = feature_cache.cache_features(
+      feature_cache.latent_cells(model.encoder), clean)
   heads.fix_norm_statistics(model.head, statistics.cell_mean,
                             statistics.cell_variance)
 
@@ -94,7 +95,8 @@ def train_with_early_stopping(model: keras.Model, train: tf.data.Dataset,
       restore_best_weights=True)
   history = model.fit(train, epochs=max_steps // eval_every,
                       steps_per_epoch=eval_every, validation_data=held_out,
-                      callbacks=[*callbacks, stopping], shuffle=False, verbose=2)
+                      callbacks=[*callbacks, stopping], shuffle=False,
+                      verbose=2)
   return len(history.history["loss"]) * eval_every
 
 

@@ -83,9 +83,11 @@ def summarise(records: Iterable[dict], metric: str = "test_top1") -> Summary:
 
 
 def markdown_table(summary: Summary, metric: str = "test_top1") -> str:
-  fractions = sorted({f for by_fraction in summary.values() for f in by_fraction})
+  fractions = sorted({f for by_fraction in summary.values()
+                      for f in by_fraction})
   lines = [f"{metric} (%), mean ± sample sd over seeds (number of seeds)", "",
-           "| method | " + " | ".join(f"{f:.0%} labels" for f in fractions) + " |",
+           "| method | "
+           + " | ".join(f"{f:.0%} labels" for f in fractions) + " |",
            "| --- |" + " --- |" * len(fractions)]
   for method, (_, curve_method) in registry.curve_methods().items():
     if method not in summary:
@@ -132,7 +134,8 @@ def plot(summary: Summary, metric: str = "test_top1") -> bytes:
 def write_report(out_dir: str, summary: Summary) -> Tuple[str, str]:
   """Writes curve.md and curve.png to out_dir (any tf.io.gfile path)."""
   tf.io.gfile.makedirs(out_dir)
-  paths = (os.path.join(out_dir, "curve.md"), os.path.join(out_dir, "curve.png"))
+  paths = (os.path.join(out_dir, "curve.md"),
+           os.path.join(out_dir, "curve.png"))
   for path, mode, content in zip(paths, ("w", "wb"),
                                  (markdown_table(summary), plot(summary))):
     with tf.io.gfile.GFile(path, mode) as f:

@@ -6,7 +6,8 @@ class at every cell, the spatial mean of the logits) is, with the norm's
 statistics fixed, a linear map of the image's mean latent standardised by
 the per-channel mean and variance over all cells:
 
-  mean_cells(W (z_cell - mu) / sigma + W beta + b) = W (mean_z - mu) / sigma + b'
+  mean_cells(W (z_cell - mu) / sigma + W beta + b)
+      = W (mean_z - mu) / sigma + b'
 
 So only the readout and the cells' moments are kept. The readout is A.3's
 mean, or, as peers evaluate CPC on small images, the means of the grid's

@@ -217,8 +217,9 @@ def markdown_table(table: Dict[str, List[Row]], few_fraction: float) -> str:
   """The ladder as a table: one line per rung and pretraining seed."""
   few = f"{few_fraction:.0%}"
   lines = [
-      f"| rung | directions | steps | images/s in the run | InfoNCE | contrastive top-1 "
-      f"| probe, 100% | probe, {few} | − random, 100% | − random, {few} |",
+      f"| rung | directions | steps | images/s in the run | InfoNCE "
+      f"| contrastive top-1 | probe, 100% | probe, {few} | − random, 100% "
+      f"| − random, {few} |",
       "| --- |" + " --- |" * 9]
   for row in table["rungs"]:
     pretrain = row.pretrain or {}

@@ -43,7 +43,8 @@ def iou_matrix(boxes: np.ndarray, others: np.ndarray) -> np.ndarray:
 
 
 def eleven_point_ap(recall: np.ndarray, precision: np.ndarray) -> float:
-  """VOC2007: mean over r in {0, 0.1, ..., 1} of max precision at recall >= r."""
+  """VOC2007: mean over r in {0, 0.1, ..., 1} of the max precision at
+  recall >= r."""
   points = [precision[recall >= r].max() if np.any(recall >= r) else 0.0
             for r in np.linspace(0, 1, 11)]
   return float(np.mean(points))
@@ -55,7 +56,8 @@ def all_points_ap(recall: np.ndarray, precision: np.ndarray) -> float:
   precision = np.concatenate([[0.0], precision, [0.0]])
   precision = np.maximum.accumulate(precision[::-1])[::-1]
   steps = np.flatnonzero(recall[1:] != recall[:-1])
-  return float(np.sum((recall[steps + 1] - recall[steps]) * precision[steps + 1]))
+  return float(np.sum((recall[steps + 1] - recall[steps])
+                     * precision[steps + 1]))
 
 
 def _match(detections: Sequence[ImageBoxes], truths: Sequence[ImageBoxes],

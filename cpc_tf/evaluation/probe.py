@@ -110,7 +110,8 @@ def _run(config, cache, method) -> dict:
     def encode(positions):
       nonlocal cells
       if cells is None:
-        cells = (feature_cache.pixel_cells if config.probe_features == "pixels" else
+        cells = (feature_cache.pixel_cells
+                 if config.probe_features == "pixels" else
                  feature_cache.latent_cells(encoder_dir.restore(pretrained,
                                                         config.random_init)))
       images = pipelines.classification_dataset(

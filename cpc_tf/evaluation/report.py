@@ -6,9 +6,9 @@ r"""docs/RESULTS.md's tables, generated from the records in docs/records/.
 
 README.md, docs/RESULTS.md and docs/flags.md are prose around generated
 blocks, each between "<!-- report:NAME -->" and "<!-- /report:NAME -->";
---write replaces the blocks and leaves the prose. A cell holds "mean ± sample sd (n)" over seeds
-(ddof 1); one seed, its value and "(1)". Accuracies are top-1 on the test
-split, in percent.
+--write replaces the blocks and leaves the prose. A cell holds "mean ±
+sample sd (n)" over seeds (ddof 1); one seed, its value and "(1)".
+Accuracies are top-1 on the test split, in percent.
 """
 
 import argparse
@@ -477,7 +477,8 @@ def ladder_readme_row(rows: Dict[str, list]) -> List[str]:
           " → ".join(f"{100 * r.all_mean:.1f}" if r else "–"
                      for r in randoms),
           "–", "48.7 → 71.5 (ImageNet)",
-          "[RESULTS](docs/RESULTS.md#4-the-ladder-from-cpc-v1-to-v2-figures-3-and-4)"]
+          "[RESULTS](docs/RESULTS.md"
+          "#4-the-ladder-from-cpc-v1-to-v2-figures-3-and-4)"]
 
 
 BLOCKS = {"summary": summary_block, "features": features_block,

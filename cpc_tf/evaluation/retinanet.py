@@ -132,7 +132,8 @@ def detection_dataset(annotations: Sequence[Annotation], class_names: List[str],
   index = {name: i for i, name in enumerate(class_names)}
   in_memory = annotations[0].encoded is not None   # from TFDS
   files = [a.encoded if in_memory else a.image_path for a in annotations]
-  scales = [[image_size / a.height, image_size / a.width] * 2 for a in annotations]
+  scales = [[image_size / a.height, image_size / a.width] * 2
+            for a in annotations]
   boxes = tf.ragged.constant([a.boxes.tolist() for a in annotations],
                              ragged_rank=1, inner_shape=(4,), dtype=tf.float32)
   labels = tf.ragged.constant([[index.get(n, -1) for n in a.names]
@@ -153,15 +154,17 @@ def detection_dataset(annotations: Sequence[Annotation], class_names: List[str],
                                     max_scale, color_drop)
     # Boxes cropped away (or to a sliver) by the scale augmentation go.
     keep = ((image_boxes[:, 2] - image_boxes[:, 0] >= 1)
-            & (image_boxes[:, 3] - image_boxes[:, 1] >= 1) & (image_labels >= 0))
+            & (image_boxes[:, 3] - image_boxes[:, 1] >= 1)
+            & (image_labels >= 0))
     return image, {"boxes": tf.boolean_mask(image_boxes, keep)[:max_boxes],
                    "labels": tf.boolean_mask(image_labels, keep)[:max_boxes]}
 
   dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE,
                         deterministic=True)
   dataset = dataset.padded_batch(
-      batch_size, padded_shapes=([image_size, image_size, 3],
-                                 {"boxes": [max_boxes, 4], "labels": [max_boxes]}),
+      batch_size,
+      padded_shapes=([image_size, image_size, 3],
+                     {"boxes": [max_boxes, 4], "labels": [max_boxes]}),
       padding_values=(0.0, {"boxes": -1.0, "labels": -1}))
   return dataset.prefetch(tf.data.AUTOTUNE)
 
@@ -196,8 +199,9 @@ def evaluate_map(detector: CPCRetinaNet, annotations: Sequence[Annotation],
                  batch_size: int) -> Dict[str, object]:
   """mAP@0.5 (11-point and all-points), overall and per class."""
   index = {name: i for i, name in enumerate(class_names)}
-  truths = [mean_ap.ImageBoxes(boxes=a.boxes, difficult=a.difficult,
-                               classes=np.array([index.get(n, -1) for n in a.names]))
+  truths = [mean_ap.ImageBoxes(
+                boxes=a.boxes, difficult=a.difficult,
+                classes=np.array([index.get(n, -1) for n in a.names]))
             for a in annotations]
   detections = predict_boxes(detector, annotations, image_size, batch_size)
   per_class = mean_ap.average_precision(detections, truths, len(class_names))

@@ -10,13 +10,15 @@ from keras import layers
 
 
 class MaskedResidualBlock(keras.layers.Layer):
-  """cres -> relu(cres + conv1x1(relu(conv2x1(pad_top(conv1x3(relu(conv1x1))))))."""
+  """cres -> relu(cres + conv1x1(relu(conv2x1(pad_top(conv1x3(relu(
+  conv1x1))))))."""
 
   def __init__(self, hidden_dim: int, **kwargs):
     super().__init__(**kwargs)
     self.hidden_dim = hidden_dim
     self.conv_in = layers.Conv2D(hidden_dim, (1, 1), name="in")
-    self.conv_row = layers.Conv2D(hidden_dim, (1, 3), padding="same", name="row")
+    self.conv_row = layers.Conv2D(hidden_dim, (1, 3), padding="same",
+                                  name="row")
     self.pad_top = layers.ZeroPadding2D(((1, 0), (0, 0)), name="pad_top")
     self.conv_above = layers.Conv2D(hidden_dim, (2, 1), padding="valid",
                                     name="above")

@@ -25,7 +25,8 @@ PRESETS = {
     "resnet50": ((3, 64, 256), (4, 128, 512), (6, 256, 1024), (3, 512, 2048)),
     "resnet101": ((3, 64, 256), (4, 128, 512), (23, 256, 1024), (3, 512, 2048)),
     "resnet152": ((3, 64, 256), (8, 128, 512), (36, 256, 1024), (3, 512, 2048)),
-    "resnet200": ((3, 64, 256), (24, 128, 512), (36, 256, 1024), (3, 512, 2048)),
+    "resnet200": ((3, 64, 256), (24, 128, 512), (36, 256, 1024),
+                  (3, 512, 2048)),
     "resnet161": ((3, 64, 256), (4, 128, 512), (46, 512, 4096)),
     # ResNet-101 with ResNet-161's third stage, all four stages kept.
     "resnet101_wide": ((3, 64, 256), (4, 128, 512), (46, 512, 4096),
@@ -77,8 +78,8 @@ def encoder_config(name: str, width: int = 64, blocks: Sequence[int] = (),
   preset = PRESETS[name]
   blocks = tuple(blocks) or tuple(b for b, _, _ in preset)
   if len(blocks) > len(preset) or min(blocks) < 1:
-    raise ValueError(f"encoder blocks {list(blocks)} do not fit {name}: give 1 to "
-                     f"{len(preset)} stages of at least one block")
+    raise ValueError(f"encoder blocks {list(blocks)} do not fit {name}: "
+                     f"give 1 to {len(preset)} stages of at least one block")
   stages = tuple((n, bottleneck * width // 64, out * width // 64)
                  for n, (_, bottleneck, out) in zip(blocks, preset))
   block = "basic" if name in BASIC_BLOCK_PRESETS else "bottleneck"
@@ -161,7 +162,8 @@ def feature_maps(config: EncoderConfig, name: str = "encoder") -> keras.Model:
                              block_name, config.max_pixels)
     maps.append(x)
   # The last stage ends with the final pre-activation norm and ReLU.
-  maps[-1] = layers.ReLU(name="final_relu")(norm_layer(config.norm, "final_norm")(x))
+  maps[-1] = layers.ReLU(name="final_relu")(
+      norm_layer(config.norm, "final_norm")(x))
   return keras.Model(images, maps, name=name)
 
 

@@ -6,7 +6,8 @@ from keras import layers
 from cpc_tf.models import encoder
 
 
-def linear_head(num_classes: int, name: str = "linear_head") -> keras.Sequential:
+def linear_head(num_classes: int,
+                name: str = "linear_head") -> keras.Sequential:
   """A.3: [B, G, G, D] -> batch norm without scale -> 1x1 conv to one logit
   per class at every cell -> spatial mean -> [B, num_classes]."""
   return keras.Sequential([

@@ -38,7 +38,8 @@ def rotate(grid: tf.Tensor, quarter_turns: int) -> tf.Tensor:
   return grid
 
 
-def gather_targets(targets: tf.Tensor, negatives: str) -> Tuple[tf.Tensor, tf.Tensor]:
+def gather_targets(targets: tf.Tensor,
+                   negatives: str) -> Tuple[tf.Tensor, tf.Tensor]:
   """All targets to score against and where this replica's targets start.
 
   With negatives="global" every replica sees the targets of the whole global
@@ -46,10 +47,12 @@ def gather_targets(targets: tf.Tensor, negatives: str) -> Tuple[tf.Tensor, tf.Te
   of every replica's loss with respect to its own targets).
   """
   context = tf.distribute.get_replica_context()
-  if negatives == "local" or context is None or context.num_replicas_in_sync == 1:
+  if (negatives == "local" or context is None
+      or context.num_replicas_in_sync == 1):
     return targets, tf.constant(0, tf.int32)
   gathered = context.all_gather(targets, axis=0)
-  offset = tf.cast(context.replica_id_in_sync_group, tf.int32) * tf.shape(targets)[0]
+  offset = (tf.cast(context.replica_id_in_sync_group, tf.int32)
+            * tf.shape(targets)[0])
   return gathered, offset
 
 
@@ -62,7 +65,8 @@ def contrastive_loss(preds: tf.Tensor, targets: tf.Tensor,
   targets: [B, H, W, T].
   Returns ([B * (H - offset) * W] losses, same-shaped 0/1 float "top-1 hit").
   """
-  batch, rows, cols = tf.shape(targets)[0], tf.shape(targets)[1], tf.shape(targets)[2]
+  shape = tf.shape(targets)
+  batch, rows, cols = shape[0], shape[1], shape[2]
   target_dim = targets.shape[-1]
   # Scores, softmax and loss in float32 whatever the compute precision.
   flat_targets, label_offset = gather_targets(

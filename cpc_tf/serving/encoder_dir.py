@@ -50,8 +50,8 @@ def from_flagfile(path: str) -> config_lib.PretrainConfig:
     flag_values(["run_pretrain.py", f"--flagfile={path}"])
   except flags.Error as e:
     raise config_lib.ConfigError(f"pretraining flagfile {path}: {e}") from None
-  config = dataclasses.replace(command_line.pretrain_config_from_flags(flag_values),
-                               model_dir=None)
+  config = dataclasses.replace(
+      command_line.pretrain_config_from_flags(flag_values), model_dir=None)
   config.validate()
   return config
 

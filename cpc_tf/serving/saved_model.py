@@ -37,7 +37,8 @@ def describe(config: config_lib.PretrainConfig, output_dim: int) -> dict:
           "serving_encoded": "encoded: string [N], JPEG/PNG/GIF/BMP bytes",
       },
       "outputs": {
-          "features": f"float32 [N, {output_dim}]: latents averaged over the grid",
+          "features": (f"float32 [N, {output_dim}]: latents averaged over "
+                       "the grid"),
           "latents": (f"float32 [N, {grid.grid_size}, {grid.grid_size}, "
                       f"{output_dim}]: one vector per patch"),
       },
@@ -66,7 +67,8 @@ class EncoderExport(tf.Module):
 
   def _patches(self, image):
     """uint8 [h, w, 3] -> float32 [G, G, p, p, 3], the evaluation view."""
-    return pipelines.image_to_patches(image, self.grid, train=False, min_crop_area=1.0)
+    return pipelines.image_to_patches(image, self.grid, train=False,
+                                      min_crop_area=1.0)
 
   @tf.function(input_signature=[
       tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
@@ -74,7 +76,8 @@ class EncoderExport(tf.Module):
     return self._encode(tf.map_fn(self._patches, images,
                                   fn_output_signature=self._patch_spec))
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="encoded")])
+  @tf.function(input_signature=[
+      tf.TensorSpec([None], tf.string, name="encoded")])
   def serve_encoded(self, encoded):
     def decode(image_bytes):
       return self._patches(tf.io.decode_image(image_bytes, channels=3,

@@ -36,7 +36,8 @@ class Checkpoints:
     self.directory = checkpoint_dir(model_dir)
     self.every_steps = every_steps
     self.saved_step = 0
-    self.checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+    self.checkpoint = tf.train.Checkpoint(model=model,
+                                          optimizer=model.optimizer)
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, checkpoint_dir(write_dir or model_dir),
         max_to_keep=max_to_keep)
@@ -111,7 +112,8 @@ class CheckpointCallback(keras.callbacks.Callback):
     if loss is not None and not math.isfinite(float(loss)):
       raise NonFiniteLossError(
           f"loss became {float(loss)} at step {step}; training stopped. The "
-          f"last good checkpoint is kept: {self.checkpoints.manager.latest_checkpoint}")
+          f"last good checkpoint is kept: "
+          f"{self.checkpoints.manager.latest_checkpoint}")
     if self.preemption.signal_received is not None:
       path = self.checkpoints.save(force=True)
       self.model.stop_training = True

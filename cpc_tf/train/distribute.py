@@ -14,7 +14,8 @@ def tpu_resolver(tpu: Optional[str]):
   return tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
 
 
-def make_strategy(name: str, tpu: Optional[str] = None) -> tf.distribute.Strategy:
+def make_strategy(name: str,
+                  tpu: Optional[str] = None) -> tf.distribute.Strategy:
   """default: one device; mirrored: every local GPU (or CPU); tpu: the TPU
   named by `tpu` (name or grpc:// address, '' for the local one);
   multi_worker: MultiWorkerMirroredStrategy with the cluster from TF_CONFIG."""
@@ -42,11 +43,13 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
   if resolver.task_type in (None, "chief"):
     return True
   has_chief = "chief" in resolver.cluster_spec().as_dict()
-  return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+  return (resolver.task_type == "worker" and resolver.task_id == 0
+          and not has_chief)
 
 
 def scratch_dir(model_dir: str, strategy: tf.distribute.Strategy) -> str:
   """Where a non-chief worker writes its (discarded) copies of checkpoints:
   every worker must take part in a save, but only the chief's is kept."""
   resolver = strategy.cluster_resolver
-  return os.path.join(model_dir, f"scratch_{resolver.task_type}_{resolver.task_id}")
+  return os.path.join(model_dir,
+                      f"scratch_{resolver.task_type}_{resolver.task_id}")

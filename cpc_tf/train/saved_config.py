@@ -38,7 +38,8 @@ def _refuse_differences(saved: PretrainConfig, config: PretrainConfig,
   ... <remedy>" if `config` differs from `saved` in any of `fields`."""
   changed = [f"{name}: {saved_as} {getattr(saved, name)!r}, flags say "
              f"{getattr(config, name)!r}"
-             for name in fields if getattr(saved, name) != getattr(config, name)]
+             for name in fields
+             if getattr(saved, name) != getattr(config, name)]
   if changed:
     raise ConfigError(f"model_dir {config.model_dir} {problem}; "
                       + "; ".join(changed) + f". {remedy}")
@@ -56,7 +57,8 @@ def check_schedule(saved: PretrainConfig, config: PretrainConfig):
 
 
 def check_compatible(saved: PretrainConfig, config: PretrainConfig):
-  """ConfigError naming each model setting where `config` differs from `saved`."""
+  """ConfigError naming each model setting where `config` differs from
+  `saved`."""
   _refuse_differences(saved, config, PretrainConfig.MODEL_FIELDS,
                      "checkpoint has", "holds a different model",
                      "Use another --model_dir or the saved settings.")

@@ -14,8 +14,9 @@ class ScalarSummaries(keras.callbacks.Callback):
 
   def __init__(self, model_dir: str, subdir: str = "train", write: bool = True):
     super().__init__()
-    self.writer = (tf.summary.create_file_writer(os.path.join(model_dir, subdir))
-                   if write else tf.summary.create_noop_writer())
+    self.writer = (
+        tf.summary.create_file_writer(os.path.join(model_dir, subdir))
+        if write else tf.summary.create_noop_writer())
 
   def on_epoch_end(self, epoch, logs=None):
     optimizer = self.model.optimizer

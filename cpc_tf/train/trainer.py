@@ -26,7 +26,8 @@ def learning_rate_schedule(config: config_lib.PretrainConfig):
     return keras.optimizers.schedules.CosineDecay(
         0.0, decay_steps, warmup_target=config.learning_rate,
         warmup_steps=config.warmup_steps)
-  return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps)
+  return keras.optimizers.schedules.CosineDecay(config.learning_rate,
+                                                decay_steps)
 
 
 @contextlib.contextmanager
@@ -113,7 +114,8 @@ class StopAtStep(keras.callbacks.Callback):
 def pretrain(config: config_lib.PretrainConfig) -> CPCModel:
   """Trains to config.train_steps, resuming from model_dir if it holds a run."""
   config.validate()
-  sources.get_source(config.dataset, config.split, config.data_dir)  # fail early
+  # Fail early on a dataset that cannot be read.
+  sources.get_source(config.dataset, config.split, config.data_dir)
   # The strategy first: joining a multi-worker cluster resets TF's context,
   # global seed included.
   strategy = distribute.make_strategy(config.strategy, config.tpu)
@@ -126,7 +128,8 @@ def pretrain(config: config_lib.PretrainConfig) -> CPCModel:
 
   with strategy.scope():
     model = build_model(config)
-  scratch = None if chief else distribute.scratch_dir(config.model_dir, strategy)
+  scratch = (None if chief
+             else distribute.scratch_dir(config.model_dir, strategy))
   checkpoints = checkpoints_lib.Checkpoints(
       config.model_dir, model, config.checkpoint_every, write_dir=scratch)
   try:

@@ -40,8 +40,8 @@ def kind(path):
     return "pretrain"
   if flag_names <= modes.ALL_FIELDS | {"mode"}:
     return "eval"
-  raise AssertionError(f"{path} sets flags of no script: "
-                       f"{sorted(flag_names - PRETRAIN_FIELDS - modes.ALL_FIELDS)}")
+  unknown = flag_names - PRETRAIN_FIELDS - modes.ALL_FIELDS
+  raise AssertionError(f"{path} sets flags of no script: {sorted(unknown)}")
 
 
 def test_the_flagfiles_are_all_found():

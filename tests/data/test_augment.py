@@ -92,7 +92,8 @@ def test_pretrain_pipeline_augments_patches(tfds_dir):
       "cifar10", "train[:64]", tfds_dir, grid, 4, augment=config, seed=0)))
   assert batch.shape == (4, 7, 7, 8, 8, 3)
   assert batch.dtype == tf.float32
-  assert 0.0 <= float(tf.reduce_min(batch)) and float(tf.reduce_max(batch)) <= 1.0
+  assert 0.0 <= float(tf.reduce_min(batch))
+  assert float(tf.reduce_max(batch)) <= 1.0
   assert dataclasses.replace(config, jitter=0).active
   assert not augment.PatchAugment().active
 
@@ -105,10 +106,12 @@ def test_bilinear_sample_shifts_and_interpolates():
                              images, atol=1e-6)
   shifted = augment._bilinear_sample(images, rows + 1, cols)
   np.testing.assert_allclose(shifted[:, :-1], images[:, 1:], atol=1e-6)
-  np.testing.assert_allclose(shifted[:, -1], images[:, -1], atol=1e-6)  # clamped
+  # The last column is clamped.
+  np.testing.assert_allclose(shifted[:, -1], images[:, -1], atol=1e-6)
   half = augment._bilinear_sample(images, rows, cols + 0.5)
   np.testing.assert_allclose(half[:, :, :-1],
-                             (images[:, :, :-1] + images[:, :, 1:]) / 2, atol=1e-6)
+                             (images[:, :, :-1] + images[:, :, 1:]) / 2,
+                             atol=1e-6)
 
 
 def test_elastic_shift_is_bounded():
@@ -123,7 +126,8 @@ def test_flip_alone_mirrors_some_patches_exactly():
   patches = textured_patches(64)
   out = augmented(augment.PatchAugment(flip=True), patches)
   same = [np.allclose(a, b, atol=1e-6) for a, b in zip(out, patches)]
-  mirrored = [np.allclose(a, b[:, ::-1], atol=1e-6) for a, b in zip(out, patches)]
+  mirrored = [np.allclose(a, b[:, ::-1], atol=1e-6)
+              for a, b in zip(out, patches)]
   assert all(s or m for s, m in zip(same, mirrored))
   assert 10 < sum(mirrored) < 54
 
@@ -133,7 +137,8 @@ def test_jitter_alone_is_crop_and_resize_of_a_window():
   jitter, size = 2, 8
   out = augmented(augment.PatchAugment(jitter=jitter), patches)
   keep = size - jitter
-  windows = [(top, left) for top in range(jitter + 1) for left in range(jitter + 1)]
+  windows = [(top, left) for top in range(jitter + 1)
+             for left in range(jitter + 1)]
   for before, after in zip(patches, out):
     boxes = np.array([[t, l, t + keep - 1, l + keep - 1] for t, l in windows],
                      np.float32) / (size - 1)

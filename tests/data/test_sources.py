@@ -1,4 +1,5 @@
-"""TFDS and folder sources: odd image modes, corrupt files, the shared folders."""
+"""TFDS and folder sources: odd image modes, corrupt files, the shared
+folders."""
 
 import os
 
@@ -131,7 +132,8 @@ def test_per_worker_pipelines_split_the_examples(kind, tfds_dir, odd_folder):
   """Two input pipelines (two workers) read disjoint shares that together
   are the whole split, even from cifar10's single file."""
   source = (sources.get_source("cifar10", "train[:40]", tfds_dir)
-            if kind == "tfds" else sources.FolderSource(str(odd_folder), "train"))
+            if kind == "tfds"
+            else sources.FolderSource(str(odd_folder), "train"))
   everything = image_keys(source.examples())
   shares = [image_keys(source.examples(
       tf.distribute.InputContext(2, worker, 2), shuffle_files=True, seed=1))

@@ -29,7 +29,8 @@ def test_fruit_set_loads_with_sizes_from_the_images():
   for a in train + test:
     assert a.boxes.shape == (len(a.names), 4)
     assert np.all(a.boxes[:, 2:] <= [a.height, a.width])
-    assert np.all(a.boxes[:, :2] >= 0) and np.all(a.boxes[:, 2:] > a.boxes[:, :2])
+    assert np.all(a.boxes[:, :2] >= 0)
+    assert np.all(a.boxes[:, 2:] > a.boxes[:, :2])
   total = sum(len(a.names) for a in train + test)
   assert total + report.boxes_dropped + test_report.boxes_dropped == 582
 

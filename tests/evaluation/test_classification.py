@@ -28,7 +28,8 @@ def test_restore_encoder_loads_the_pretrained_weights(pretrained):
 def test_saved_encoder_is_restored_as_a_model_dir(tmp_path):
   config = dataclasses.replace(TINY, model_dir=str(tmp_path / "saved"),
                                norm="batch")
-  trained = encoder_lib.build_encoder(config.encoder_config, name="pixel_resnet")
+  trained = encoder_lib.build_encoder(config.encoder_config,
+                                      name="pixel_resnet")
   trained.set_weights([np.random.default_rng(0).normal(size=w.shape)
                        for w in trained.get_weights()])
   encoder_dir.save(trained, config, step=7, trained_by={"mode": "supervised"})
@@ -45,7 +46,8 @@ def test_restore_without_checkpoint_is_a_clear_error(tmp_path):
     encoder_dir.restore(dataclasses.replace(TINY, model_dir=str(tmp_path)))
 
 
-def test_linear_probe_freezes_encoder_and_has_no_norm_scale(pretrained, tfds_dir):
+def test_linear_probe_freezes_encoder_and_has_no_norm_scale(pretrained,
+                                                            tfds_dir):
   config, weights = pretrained
   model = classification.PatchClassifier(encoder_dir.restore(config),
                                    heads.linear_head(10))
@@ -73,7 +75,8 @@ def test_top1_top5_match_numpy():
   assert float(top5.result()) == pytest.approx(np.mean(ranks < 5))
 
 
-def test_fine_tuning_moves_the_encoder_at_its_own_learning_rate(pretrained, tfds_dir):
+def test_fine_tuning_moves_the_encoder_at_its_own_learning_rate(pretrained,
+                                                                tfds_dir):
   """Adam's first step moves every weight with a gradient by about its
   learning rate: the encoder's by encoder_learning_rate, the head's by the
   head's."""

@@ -25,9 +25,12 @@ def test_summary_and_table_from_known_records():
       record("efficient", 0.01, 0, 0.70, fine_tune=True),
       record("efficient", 0.01, 0, 0.10, random_init=True),
       record("supervised", 0.01, 0, 0.20), record("supervised", 1.0, 0, 0.90),
-      record("probe", 0.01, 0, 0.40, probe_features="encoder", random_init=False),
-      record("probe", 0.01, 0, 0.30, probe_features="encoder", random_init=True),
-      record("probe", 0.01, 0, 0.25, probe_features="pixels", random_init=False),
+      record("probe", 0.01, 0, 0.40, probe_features="encoder",
+             random_init=False),
+      record("probe", 0.01, 0, 0.30, probe_features="encoder",
+             random_init=True),
+      record("probe", 0.01, 0, 0.25, probe_features="pixels",
+             random_init=False),
   ]
   summary = curve.summarise(records)
   # Sample standard deviation: (0.50, 0.60) -> 0.0707.
@@ -45,7 +48,8 @@ def test_summary_and_table_from_known_records():
   table = curve.markdown_table(summary)
   assert "| 1% labels | 100% labels |" in table
   assert "| ResNet on CPC features (fixed) | 55.0 ± 7.1 (2) | – |" in table
-  assert "| Supervised ResNet on pixels | 20.0 ± 0.0 (1) | 90.0 ± 0.0 (1) |" in table
+  assert ("| Supervised ResNet on pixels | 20.0 ± 0.0 (1) | 90.0 ± 0.0 (1) |"
+          in table)
   assert "| Linear probe on a random encoder | 30.0 ± 0.0 (1) | – |" in table
   assert "| Linear probe on pixels | 25.0 ± 0.0 (1) | – |" in table
   assert curve.plot(summary).startswith(b"\x89PNG")

@@ -9,7 +9,8 @@ from cpc_tf.evaluation.mean_ap import ImageBoxes
 
 def reference_ap(detections, truths, cls, threshold=0.5):
   """VOC devkit voc_eval + voc_ap, as loops: (11-point AP, all-points AP)."""
-  ranked = sorted(((d.scores[k], i, d.boxes[k]) for i, d in enumerate(detections)
+  ranked = sorted(((d.scores[k], i, d.boxes[k])
+                   for i, d in enumerate(detections)
                    for k in range(len(d.boxes)) if d.classes[k] == cls),
                   key=lambda item: -item[0])
   used = {i: [False] * len(t.boxes) for i, t in enumerate(truths)}
@@ -29,7 +30,8 @@ def reference_ap(detections, truths, cls, threshold=0.5):
                + (gt[2] - gt[0]) * (gt[3] - gt[1]) - inter)
       if inter / union > best:
         best, best_k = inter / union, k
-    hard = truths[i].difficult is not None and best_k >= 0 and truths[i].difficult[best_k]
+    hard = (truths[i].difficult is not None and best_k >= 0
+            and truths[i].difficult[best_k])
     if best > threshold and hard:
       tp.append(0)
       fp.append(0)
@@ -79,11 +81,13 @@ def test_a_duplicate_detection_is_a_false_positive():
   truths = [truth([[0, 0, 10, 10]], [0])]
   # The duplicate outranks nothing: recall reaches 1 at precision 1 first.
   detections = [found([[0, 0, 10, 10], [0, 0, 10, 9]], [0, 0], [0.9, 0.8])]
-  assert mean_ap.average_precision(detections, truths, 1)["ap_all_points"] == [1.0]
+  assert mean_ap.average_precision(detections, truths,
+                                  1)["ap_all_points"] == [1.0]
   # Ranked first, the duplicate's box is matched and the better one is not.
   detections = [found([[0, 0, 10, 10], [0, 0, 10, 9]], [0, 0], [0.8, 0.9])]
   scores, outcomes, positives = mean_ap._match(detections, truths, 0, 0.5)
-  assert positives == 1 and sorted(zip(-scores, outcomes)) == [(-0.9, 1), (-0.8, 0)]
+  assert positives == 1
+  assert sorted(zip(-scores, outcomes)) == [(-0.9, 1), (-0.8, 0)]
 
 
 def test_known_precision_recall_curve():

@@ -95,7 +95,8 @@ def test_fit_logistic_reaches_the_numpy_optimum():
     w, b = numpy_logistic_optimum(x.astype(np.float64), y, 3, penalty)
     np.testing.assert_allclose(weights[i], w, atol=2e-3)
     # Biases are defined up to a shared shift.
-    np.testing.assert_allclose(bias[i] - bias[i].mean(), b - b.mean(), atol=2e-3)
+    np.testing.assert_allclose(bias[i] - bias[i].mean(), b - b.mean(),
+                               atol=2e-3)
     assert gradient_norms[i] < 1e-3
 
 
@@ -111,8 +112,9 @@ def test_fit_probe_reports_the_penalty_best_on_validation():
     return feature_cache.CachedFeatures(means.astype(np.float32), labels,
                                 np.zeros((n, 20)), np.ones((n, 20)), 1)
 
-  result = logistic.fit_probe(features(40, 0), features(200, 5), features(200, 9),
-                           3, penalties=[1.0, 1e-2, 0.0], steps=200)
+  result = logistic.fit_probe(features(40, 0), features(200, 5),
+                              features(200, 9), 3,
+                              penalties=[1.0, 1e-2, 0.0], steps=200)
   scores = result["validation_top1_by_penalty"]
   assert scores[str(result["penalty"])] == max(scores.values())
   assert result["validation_top1"] == max(scores.values())
@@ -210,9 +212,9 @@ def test_each_readout_gives_the_numpy_logits(readout, side):
   expected = standardised @ weights + bias
   logits = feature_cache.standardise(test.features, train) @ weights + bias
   np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4)
-  assert logistic.accuracy(feature_cache.standardise(test.features, train), labels,
-                        weights, bias) == np.mean(
-                            expected.argmax(axis=1) == labels)
+  assert logistic.accuracy(feature_cache.standardise(test.features, train),
+                           labels, weights, bias) == np.mean(
+                               expected.argmax(axis=1) == labels)
   shifted = expected - expected.max(axis=1, keepdims=True)
   numpy_loss = np.mean(np.log(np.exp(shifted).sum(axis=1))
                        - shifted[np.arange(5), labels])

@@ -98,7 +98,8 @@ def test_ladder_block_summary_and_figures_from_two_rungs(tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
   data = report.Records(str(records_dir))
   block = report.ladder_block(data)
-  assert "| CPC v1 | 1 | 2000 | 200 | 7.10 | 30.0% | 50.0 (1) | 31.0 ± 1.4 (2)" in block
+  assert ("| CPC v1 | 1 | 2000 | 200 | 7.10 | 30.0% | 50.0 (1) | "
+          "31.0 ± 1.4 (2)") in block
   # No random encoder recorded: its change between the rungs is unknown.
   assert ("| +MC | 1 | +6.0 | – | +2.0 | – | +5.0 | as the paper's |"
           in block)

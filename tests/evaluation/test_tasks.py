@@ -69,7 +69,8 @@ def test_cached_probe_of_a_random_encoder(pretrained, separable):
       probe_steps=20, probe_penalties=(0.1, 0.0), **separable))
   assert (record["probe"], record["random_init"]) == ("cached_linear", True)
   assert (record["train_examples"], record["validation_examples"]) == (60, 20)
-  assert record["penalty"] in (0.1, 0.0) and record["encoder_checkpoint"] is None
+  assert record["penalty"] in (0.1, 0.0)
+  assert record["encoder_checkpoint"] is None
   assert record["method"] == "random_probe"
   learnt(record)
 

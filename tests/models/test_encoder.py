@@ -41,7 +41,8 @@ def test_norm_choice(norm, layer_type):
       "resnet50", width=8, blocks=(1,), norm=norm, stem="small"))
   types = {type(layer).__name__ for layer in model.layers}
   assert layer_type in types
-  assert not ({"GroupNormalization", "BatchNormalization"} - {layer_type}) & types
+  others = {"GroupNormalization", "BatchNormalization"} - {layer_type}
+  assert not others & types
 
 
 def test_layer_norm_keeps_patches_independent():

@@ -14,7 +14,8 @@ QUARTER_TURNS = {"top_down": 0, "bottom_up": 2, "left_right": 1,
 
 
 def np_conv(x, kernel, bias, pad_rows=(0, 0), pad_cols=(0, 0)):
-  """out[b, i, j] = sum_{u, v} x_padded[b, i + u, j + v] @ kernel[u, v] + bias."""
+  """out[b, i, j] = sum_{u, v} x_padded[b, i + u, j + v] @ kernel[u, v]
+  + bias."""
   x = np.pad(x, ((0, 0), pad_rows, pad_cols, (0, 0)))
   kh, kw = kernel.shape[:2]
   rows, cols = x.shape[1] - kh + 1, x.shape[2] - kw + 1
@@ -103,7 +104,8 @@ def test_loss_matches_numpy(directions, steps_to_ignore, steps_to_predict,
 
 
 def test_loss_matches_numpy_on_non_square_grid():
-  latents = np.random.default_rng(3).normal(size=(2, 6, 4, 5)).astype(np.float32)
+  latents = np.random.default_rng(3).normal(
+      size=(2, 6, 4, 5)).astype(np.float32)
   objective = infonce.CPCObjective(directions=4, target_dim=3, context_dim=4,
                                    steps_to_ignore=0, steps_to_predict=2)
   losses, _ = objective(tf.constant(latents))
@@ -136,7 +138,8 @@ def assert_causal(objective, size=6, seed=0):
       np.testing.assert_allclose(after[:, :row + 1],
                                  before[name].numpy()[:, :row + 1], atol=1e-5)
       # ... and the rows below do change: the check can fail.
-      assert not np.allclose(after[:, row + 1:], before[name].numpy()[:, row + 1:])
+      assert not np.allclose(after[:, row + 1:],
+                             before[name].numpy()[:, row + 1:])
 
 
 @pytest.mark.parametrize("directions", [1, 2, 4])
@@ -171,6 +174,7 @@ def test_perfect_predictions_reach_minimum_loss_and_full_accuracy():
   assert float(tf.reduce_mean(hits)) == 1.0
   # Shifting the predictions by one row breaks both.
   losses, hits = infonce.contrastive_loss(
-      tf.constant(targets[:, offset - 1:-1] / 50.0), tf.constant(targets), offset)
+      tf.constant(targets[:, offset - 1:-1] / 50.0), tf.constant(targets),
+      offset)
   assert float(tf.reduce_mean(losses)) > 10.0
   assert float(tf.reduce_mean(hits)) == 0.0

@@ -68,7 +68,8 @@ def test_an_eval_flagfile_gives_each_mode_its_own_flags(monkeypatch):
                  for arg in supervised)
   assert "--patience=2" in efficient and "--patience=2" in supervised
   assert efficient[-1] == supervised[-1] == "--train_steps=300"
-  assert command_line.mode_args("efficient", "--nofine_tune") == ["--nofine_tune"]
+  assert command_line.mode_args("efficient",
+                                "--nofine_tune") == ["--nofine_tune"]
   with pytest.raises(ValueError, match="'--train_stpes=3' is not a run_eval"):
     command_line.mode_args("efficient", "--train_stpes=3")
 

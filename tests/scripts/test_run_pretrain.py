@@ -48,7 +48,8 @@ def test_smoke_trains_checkpoints_and_refuses_another_schedule(
   assert saved.directions == 2 and saved.train_steps == 6
 
   # A longer schedule is refused unless asked for explicitly.
-  refused = run_pretrain(tfds_dir, f"--model_dir={model_dir}", "--train_steps=9")
+  refused = run_pretrain(tfds_dir, f"--model_dir={model_dir}",
+                         "--train_steps=9")
   assert refused.returncode != 0
   assert "train_steps: the run has 6, flags say 9" in refused.stderr
   assert "--restart_schedule" in refused.stderr
@@ -128,14 +129,16 @@ def test_missing_data_dir_and_split(tmp_path, tfds_dir):
     sources.get_source("mnist", "train", tfds_dir)
   with pytest.raises(sources.DataError, match="split 'valid'"):
     sources.get_source("cifar10", "valid", tfds_dir)
-  assert sources.get_source("cifar10", "train[:1%]", tfds_dir).num_examples == 500
+  one_percent = sources.get_source("cifar10", "train[:1%]", tfds_dir)
+  assert one_percent.num_examples == 500
 
 
 @pytest.mark.parametrize("flagfile", ["smoke.cfg", "cifar10_cpu.cfg",
                                       "cifar10_cpu_session.cfg",
                                       "cifar10_cpu_grid4.cfg", "fruit_cpu.cfg"])
 def test_pretraining_flagfiles_give_valid_configs(flagfile, monkeypatch):
-  monkeypatch.chdir(REPO)   # flagfiles name the flagfiles they build on from here
+  # Flagfiles name the flagfiles they build on from the repository root.
+  monkeypatch.chdir(REPO)
   # run_pretrain.py's flags, parsed and validated (model_dir left unset).
   config = encoder_dir.from_flagfile(f"flags/{flagfile}")
   if flagfile == "cifar10_cpu_session.cfg":

@@ -1,4 +1,5 @@
-"""SavedModel export: fresh-process round trip, signatures, Keras layer, errors."""
+"""SavedModel export: fresh-process round trip, signatures, Keras layer,
+errors."""
 
 import dataclasses
 import json
@@ -73,7 +74,8 @@ def reference_outputs(model_dir, images):
 
 
 @pytest.mark.slow
-def test_fresh_process_round_trip_matches_in_process_encoder(exported, tmp_path):
+def test_fresh_process_round_trip_matches_in_process_encoder(exported,
+                                                             tmp_path):
   model_dir, export_dir = exported
   images, encoded = images_and_bytes()
   np.save(tmp_path / "images.npy", images)
@@ -95,20 +97,26 @@ def test_fresh_process_round_trip_matches_in_process_encoder(exported, tmp_path)
     np.testing.assert_allclose(out[f"{source}_latents"], latents, atol=1e-5)
 
 
+def signature(shown: str, name: str) -> str:
+  """One signature's part of `saved_model_cli show --all`."""
+  return shown.split(f"signature_def['{name}']")[1].split("signature_def[")[0]
+
+
 @pytest.mark.slow
 def test_saved_model_cli_lists_both_signatures(exported):
   _, export_dir = exported
   shown = subprocess.run(
       [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show",
-       "--all", "--dir", export_dir], capture_output=True, text=True, timeout=300)
+       "--all", "--dir", export_dir],
+      capture_output=True, text=True, timeout=300)
   assert shown.returncode == 0, shown.stderr[-2000:]
   text = shown.stdout
-  default = text.split("signature_def['serving_default']")[1].split("signature_def[")[0]
+  default = signature(text, "serving_default")
   assert "inputs['images']" in default and "DT_UINT8" in default
   assert "shape: (-1, -1, -1, 3)" in default
   assert "outputs['features']" in default and "shape: (-1, 32)" in default
   assert "outputs['latents']" in default and "shape: (-1, 3, 3, 32)" in default
-  encoded = text.split("signature_def['serving_encoded']")[1].split("signature_def[")[0]
+  encoded = signature(text, "serving_encoded")
   assert "inputs['encoded']" in encoded and "DT_STRING" in encoded
 
 
@@ -157,11 +165,13 @@ def test_export_to_ram_filesystem(exported):
 
 def test_refuses_existing_export_and_mismatched_checkpoint(exported, tmp_path):
   model_dir, export_dir = exported
-  with pytest.raises(config_lib.ConfigError, match="already holds a SavedModel"):
+  with pytest.raises(config_lib.ConfigError,
+                     match="already holds a SavedModel"):
     export_with(model_dir=model_dir, export_dir=export_dir)
   # The same checkpoints under a config.json that describes another encoder.
   shutil.copytree(model_dir, tmp_path / "other")
-  other = dataclasses.replace(config_lib.load_config(model_dir), encoder_width=16,
+  other = dataclasses.replace(config_lib.load_config(model_dir),
+                              encoder_width=16,
                               model_dir=str(tmp_path / "other"))
   with open(tmp_path / "other" / config_lib.CONFIG_FILE, "w") as f:
     f.write(other.to_json())
@@ -178,7 +188,8 @@ def test_released_encoder_holds_only_the_encoder_and_loads_anywhere(
   shutil.copytree(os.path.join(model_dir, "release"), moved)
   names = set(tf.train.load_checkpoint(
       str(moved / "checkpoints")).get_variable_to_shape_map())
-  names -= {"_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter/.ATTRIBUTES/VARIABLE_VALUE"}
+  names -= {"_CHECKPOINTABLE_OBJECT_GRAPH",
+            "save_counter/.ATTRIBUTES/VARIABLE_VALUE"}
   config = dataclasses.replace(config_lib.load_config(model_dir),
                                model_dir=model_dir)
   assert len(names) == len(encoder_dir.restore(config).variables)

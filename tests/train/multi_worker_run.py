@@ -1,7 +1,8 @@
-"""One process of tests/train/test_multi_worker.py: a worker of a two-worker run on
-127.0.0.1, or the one-process reference on the same global batches.
+"""One process of tests/train/test_multi_worker.py: a worker of a two-worker
+run on 127.0.0.1, or the one-process reference on the same global batches.
 
-  python tests/train/multi_worker_run.py worker INDEX PORT0,PORT1 MODEL_DIR OUT.npz
+  python tests/train/multi_worker_run.py worker INDEX PORT0,PORT1 MODEL_DIR \
+      OUT.npz
   python tests/train/multi_worker_run.py reference - - MODEL_DIR OUT.npz
 
 Writes the trained model's weights to OUT.npz.

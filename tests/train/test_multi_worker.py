@@ -76,6 +76,7 @@ def test_two_workers_match_one_process_on_the_same_global_batch(
 
   # Only the chief writes model_dir: its checkpoints, events and config;
   # the other worker's scratch copies are gone.
-  assert sorted(os.listdir(model_dir)) == ["checkpoints", "config.json", "train"]
+  assert sorted(os.listdir(model_dir)) == ["checkpoints", "config.json",
+                                         "train"]
   assert tf.train.latest_checkpoint(
       os.path.join(model_dir, "checkpoints")).endswith("ckpt-4")

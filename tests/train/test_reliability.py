@@ -41,6 +41,11 @@ def checkpoint_values(model_dir):
           if name.startswith(("model/", "optimizer/"))}
 
 
+def tail(log_path):
+  """The end of a run's log, for a failed assertion's message."""
+  return log_path.read_text()[-3000:]
+
+
 def wait_for(path, process, timeout=120):
   deadline = time.time() + timeout
   while not os.path.exists(path):
@@ -58,7 +63,8 @@ def wait_for_text(log_path, text, process, timeout=120):
 
 
 @pytest.mark.slow
-def test_sigkill_and_sigterm_then_resume_equals_uninterrupted(tmp_path, tfds_dir):
+def test_sigkill_and_sigterm_then_resume_equals_uninterrupted(tmp_path,
+                                                              tfds_dir):
   # The uninterrupted reference runs beside the interrupted runs.
   reference_dir = str(tmp_path / "reference")
   reference = start(reference_dir, tfds_dir, tmp_path / "reference.log")
@@ -97,21 +103,23 @@ def test_sigkill_and_sigterm_then_resume_equals_uninterrupted(tmp_path, tfds_dir
   # Keras prints its second epoch's header after log_every (5) steps.
   wait_for_text(tmp_path / "sigterm.log", "Epoch 2/", run)
   run.send_signal(signal.SIGTERM)
-  assert run.wait(timeout=120) == 0, (tmp_path / "sigterm.log").read_text()[-3000:]
+  assert run.wait(timeout=120) == 0, tail(tmp_path / "sigterm.log")
   log = (tmp_path / "sigterm.log").read_text()
   saved = re.search(r"SIGTERM received: saved step (\d+)", log)
   assert saved, log[-3000:]
   stopped_at = int(saved.group(1))
   assert before < stopped_at < STEPS and latest_step() == stopped_at
-  assert reference.wait(timeout=600) == 0, (tmp_path / "reference.log").read_text()[-3000:]
+  assert reference.wait(timeout=600) == 0, tail(tmp_path / "reference.log")
 
   final = start(model_dir, tfds_dir, tmp_path / "final.log")
-  assert final.wait(timeout=600) == 0, (tmp_path / "final.log").read_text()[-3000:]
-  resumed = re.search(r"Resumed from step (\d+)", (tmp_path / "final.log").read_text())
+  assert final.wait(timeout=600) == 0, tail(tmp_path / "final.log")
+  resumed = re.search(r"Resumed from step (\d+)",
+                      (tmp_path / "final.log").read_text())
   assert resumed and int(resumed.group(1)) == stopped_at
   assert latest_step() == STEPS
 
-  expected, actual = checkpoint_values(reference_dir), checkpoint_values(model_dir)
+  expected = checkpoint_values(reference_dir)
+  actual = checkpoint_values(model_dir)
   assert expected.keys() == actual.keys() and len(expected) > 50
   for name, value in expected.items():
     np.testing.assert_array_equal(actual[name], value, err_msg=name)

@@ -1,4 +1,5 @@
-"""Scale-out and speed options: precision, recompute, XLA, TPU flags, negatives."""
+"""Scale-out and speed options: precision, recompute, XLA, TPU flags,
+negatives."""
 
 import dataclasses
 import json
@@ -21,7 +22,8 @@ TINY = tiny_config(batch_size=4, train_steps=100, learning_rate=3e-3)
 
 
 def fixed_batch():
-  return tf.constant(np.random.default_rng(0).random([4, 3, 3, 8, 8, 3], np.float32))
+  return tf.constant(
+      np.random.default_rng(0).random([4, 3, 3, 8, 8, 3], np.float32))
 
 
 @pytest.mark.parametrize("precision,compute", [("bfloat16", "bfloat16"),

@@ -57,7 +57,8 @@ def test_model_dir_on_ram_filesystem_trains_and_resumes():
 def logged_learning_rates(model_dir):
   """{step: learning rate} from the run's TensorBoard events."""
   rates = {}
-  for path in glob.glob(os.path.join(model_dir, "train", "events.out.tfevents.*")):
+  for path in glob.glob(os.path.join(model_dir, "train",
+                                    "events.out.tfevents.*")):
     for event in tf.compat.v1.train.summary_iterator(path):
       for value in event.summary.value:
         if value.tag == "learning_rate":
@@ -116,8 +117,9 @@ def test_precision_changes_on_resume_unless_the_loss_scale_differs(tmp_path):
   resumed = trainer.pretrain(dataclasses.replace(
       config, precision="bfloat16", train_steps=4, restart_schedule=True))
   assert int(resumed.optimizer.iterations.numpy()) == 4
-  with pytest.raises(config_lib.ConfigError,
-                     match="loss_scaling: checkpoint has False, flags say True"):
+  with pytest.raises(
+      config_lib.ConfigError,
+      match="loss_scaling: checkpoint has False, flags say True"):
     trainer.pretrain(dataclasses.replace(config, precision="mixed_float16"))
 
 
@@ -144,8 +146,8 @@ def test_an_encoder_only_folder_is_evaluated_not_resumed(tmp_path):
   model = trainer.pretrain(config)
   released = dataclasses.replace(config, model_dir=str(tmp_path / "released"))
   encoder_dir.save(model.encoder, released, step=2,
-                   trained_by={"mode": "pretrain", "model_dir": config.model_dir,
-                               "step": 2})
+                   trained_by={"mode": "pretrain",
+                               "model_dir": config.model_dir, "step": 2})
   encoder_dir.restore(released)          # evaluation reads it
   with pytest.raises(config_lib.ConfigError,
                      match="holds the encoder only: it can be evaluated"):
