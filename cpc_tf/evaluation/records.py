@@ -15,6 +15,12 @@ from cpc_tf.configs import pretrain as config_lib
 from cpc_tf.serving import encoder_dir
 
 RESULTS_FILE = "results.jsonl"
+# All a randomly initialised encoder's probe takes from a pretraining config
+# (beside the data): the encoder and its patch grid. Its weights come from
+# the probe's own seed.
+RANDOM_ENCODER_FIELDS = ("encoder", "encoder_width", "encoder_blocks", "norm",
+                         "stem", "small_map_matmul", "image_size",
+                         "patch_size", "patch_stride")
 
 
 def append(model_dir: str, record: dict, path: Optional[str] = None) -> str:
@@ -64,7 +70,8 @@ def identity(record: dict) -> str:
   encoder's pretraining config (where it was written aside) and every
   setting of its mode, a setting a record predates at its default, the
   dataset and data directory as the run resolved them. A record of
-  run_ladder.py's pretraining (kind "ladder_pretrain") is its config."""
+  run_ladder.py's pretraining (kind "ladder_pretrain") is its config; a
+  probe of a random encoder keeps only RANDOM_ENCODER_FIELDS of it."""
   pretrain = {k: v for k, v in record["pretrain_config"].items()
               if k != "model_dir"}
   if "mode" not in record:
@@ -80,5 +87,7 @@ def identity(record: dict) -> str:
     # Without fine-tuning its budget changes nothing (and records written
     # before 2026-12-06 held the steps taken, 0, under this name).
     del settings["fine_tune_steps"]
+  if record["mode"] == "probe" and settings["random_init"]:
+    pretrain = {k: pretrain.get(k) for k in RANDOM_ENCODER_FIELDS}
   return json.dumps({"mode": record["mode"], "pretrain": pretrain,
                      "settings": settings}, sort_keys=True)

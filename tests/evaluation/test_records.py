@@ -64,3 +64,29 @@ def test_identity_resolves_the_data_and_ignores_where_it_was_written():
   nested = dataclasses.replace(pretrained, patch_jitter=2)
   assert records.identity(records.record(config, nested)) != (
       records.identity(record))
+
+
+def test_a_random_encoders_probe_is_the_same_run_from_any_rung_or_seed():
+  """A random encoder's probe depends on the encoder, its grid and the
+  probe's seed, not on how the config it was read from pretrains (so a
+  ladder run of some rungs does not probe the random encoders again)."""
+  pretrained = config_lib.PretrainConfig(model_dir="/runs/mc_seed0")
+  config = modes.ProbeConfig(model_dir="/runs/mc_seed0", random_init=True)
+  record = records.record(config, pretrained)
+  other_rung = dataclasses.replace(pretrained, model_dir="/runs/bu_seed2",
+                                   seed=2, directions=2, color_drop=0.5)
+  assert records.identity(records.record(
+      dataclasses.replace(config, model_dir="/runs/bu_seed2"),
+      other_rung)) == records.identity(record)
+  for changed in (dict(encoder_width=pretrained.encoder_width * 2),
+                  dict(norm="batch"), dict(patch_size=11, patch_stride=7)):
+    assert records.identity(records.record(
+        config, dataclasses.replace(pretrained, **changed))) != (
+            records.identity(record)), changed
+  assert records.identity(records.record(
+      dataclasses.replace(config, seed=1), pretrained)) != (
+          records.identity(record))
+  # A trained encoder's probe still depends on all of its pretraining.
+  trained = dataclasses.replace(config, random_init=False)
+  assert records.identity(records.record(trained, other_rung)) != (
+      records.identity(records.record(trained, pretrained)))
