@@ -56,8 +56,8 @@ def all_points_ap(recall: np.ndarray, precision: np.ndarray) -> float:
   precision = np.concatenate([[0.0], precision, [0.0]])
   precision = np.maximum.accumulate(precision[::-1])[::-1]
   steps = np.flatnonzero(recall[1:] != recall[:-1])
-  return float(np.sum((recall[steps + 1] - recall[steps])
-                     * precision[steps + 1]))
+  widths = recall[steps + 1] - recall[steps]
+  return float(np.sum(widths * precision[steps + 1]))
 
 
 def _match(detections: Sequence[ImageBoxes], truths: Sequence[ImageBoxes],

@@ -112,15 +112,15 @@ def _run(config, cache, method) -> dict:
       if cells is None:
         cells = (feature_cache.pixel_cells
                  if config.probe_features == "pixels" else
-                 feature_cache.latent_cells(encoder_dir.restore(pretrained,
-                                                        config.random_init)))
+                 feature_cache.latent_cells(encoder_dir.restore(
+                     pretrained, config.random_init)))
       images = pipelines.classification_dataset(
           dataset, split, data_dir, grid, BATCH, train=False,
           indices=positions)
       bar = keras.utils.Progbar(len(positions), unit_name="image")
       print(f"Encoding {len(positions)} images of {split}", flush=True)
       return feature_cache.cache_features(cells, images, config.probe_pool,
-                                  progress=bar.update)
+                                          progress=bar.update)
     size = sources.get_source(dataset, split, data_dir).num_examples
     return cache.get(key, split, size, indices, encode)
 
